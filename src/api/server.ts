@@ -1,0 +1,183 @@
+/**
+ * The HTTP API. `buildApi(deps)` returns a Fastify instance that is not
+ * listening, so tests drive it with `inject` and no port.
+ *
+ * Errors reach clients as `{ "error": { "code", "message", "details"? } }`
+ * with the status of the code (docs/errors.md).
+ */
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply } from 'fastify';
+import { CanopyError, isCanopyError } from '../core/errors.js';
+import type { IngestSink, PayloadFormat } from '../core/ingest.js';
+import { toWire } from '../core/reading.js';
+import type { HotStore } from '../core/store.js';
+import type { Logger } from '../observability/logger.js';
+import type { Metrics } from '../observability/metrics.js';
+import { parseLimit, parseTimeParam, optionalString } from './params.js';
+
+export interface ApiDeps {
+  sink: IngestSink;
+  store: HotStore;
+  metrics: Metrics;
+  logger: Logger;
+  maxPayloadBytes: number;
+  /** Seconds clients are told to wait when ingest is overloaded. */
+  retryAfterSeconds?: number;
+}
+
+const FORMAT_BY_MEDIA_TYPE: Record<string, PayloadFormat> = {
+  'application/json': 'json',
+  'application/x-ndjson': 'ndjson',
+  'application/ndjson': 'ndjson',
+  'application/jsonl': 'ndjson',
+  'text/csv': 'csv',
+};
+
+function sendError(reply: FastifyReply, err: CanopyError, retryAfter?: number): FastifyReply {
+  if (err.code === 'CANOPY_INGEST_OVERLOADED' && retryAfter !== undefined) reply.header('retry-after', String(retryAfter));
+  return reply.status(err.status).send({
+    error: { code: err.code, message: err.message, ...(err.details === undefined ? {} : { details: err.details }) },
+  });
+}
+
+export function buildApi(deps: ApiDeps): FastifyInstance {
+  const app = Fastify({
+    loggerInstance: deps.logger.child({ component: 'api' }) as FastifyBaseLogger,
+    // Requests are counted and timed in metrics; logging each would flood the log.
+    logController: new LogController({ disableRequestLogging: true }),
+    bodyLimit: deps.maxPayloadBytes,
+  });
+  const retryAfter = deps.retryAfterSeconds ?? 1;
+
+  // Bodies are decoded by the ingest decoders, not by Fastify: keep them raw.
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser(Object.keys(FORMAT_BY_MEDIA_TYPE), { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
+
+  app.addHook('onResponse', (request, reply, done) => {
+    deps.metrics.httpDuration.observe(
+      { method: request.method, route: request.routeOptions.url ?? 'unmatched', status_code: String(reply.statusCode) },
+      reply.elapsedTime / 1000,
+    );
+    done();
+  });
+
+  app.setErrorHandler((error: FastifyError | CanopyError, request, reply) => {
+    if (isCanopyError(error)) return sendError(reply, error, retryAfter);
+    if (error.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
+      return sendError(reply, new CanopyError('CANOPY_INGEST_PAYLOAD_TOO_LARGE', `request body exceeds ${deps.maxPayloadBytes} bytes`));
+    }
+    if (error.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') {
+      return sendError(
+        reply,
+        new CanopyError(
+          'CANOPY_INGEST_UNSUPPORTED_MEDIA_TYPE',
+          `content type ${String(request.headers['content-type'])} is not supported; use one of ${Object.keys(FORMAT_BY_MEDIA_TYPE).join(', ')}`,
+        ),
+      );
+    }
+    if (error.statusCode !== undefined && error.statusCode < 500) {
+      return sendError(reply, new CanopyError('CANOPY_API_BAD_REQUEST', error.message));
+    }
+    request.log.error({ err: error }, 'unhandled API error');
+    return sendError(reply, new CanopyError('CANOPY_API_INTERNAL', 'internal error; see the server log'));
+  });
+
+  app.setNotFoundHandler((request, reply) =>
+    sendError(reply, new CanopyError('CANOPY_API_NOT_FOUND', `no route ${request.method} ${request.url}`)),
+  );
+
+  app.get('/healthz', async () => ({ status: 'ok' }));
+
+  app.get('/metrics', async (_request, reply) => {
+    deps.metrics.hotStoreRows.set(await deps.store.countReadings());
+    return reply.type(deps.metrics.registry.contentType).send(await deps.metrics.registry.metrics());
+  });
+
+  app.post('/api/data', async (request, reply) => {
+    if (!request.headers['content-type']) {
+      throw new CanopyError('CANOPY_INGEST_UNSUPPORTED_MEDIA_TYPE', 'a Content-Type header is required (application/json, application/x-ndjson or text/csv)');
+    }
+    const mediaType = request.headers['content-type'].split(';')[0]!.trim().toLowerCase();
+    const body = request.body as Buffer | undefined;
+    const result = await deps.sink.submit({
+      source: 'http',
+      payload: body ?? Buffer.alloc(0),
+      format: FORMAT_BY_MEDIA_TYPE[mediaType],
+      contentType: mediaType,
+      origin: `${request.method} ${request.url}`,
+    });
+    if (result.rejected.length === 0) {
+      return reply.status(200).send({ batch_id: result.batchId, accepted: result.accepted, rejected: [] });
+    }
+    // Good records were committed; the bad ones are in the dead-letter store.
+    const rejected = result.rejected.map((r) => ({ index: r.index ?? null, reason: r.reason, message: r.message }));
+    return reply.status(400).send({
+      error: {
+        code: 'CANOPY_INGEST_REJECTED',
+        message: `${rejected.length} record(s) rejected, ${result.accepted} stored: ${rejected
+          .slice(0, 5)
+          .map((r) => (r.index === null ? `${r.reason}: ${r.message}` : `#${r.index} ${r.reason}: ${r.message}`))
+          .join('; ')}${rejected.length > 5 ? '; …' : ''}`,
+      },
+      batch_id: result.batchId,
+      accepted: result.accepted,
+      rejected,
+    });
+  });
+
+  app.get('/api/data', async (request) => {
+    const q = request.query as Record<string, unknown>;
+    const page = await deps.store.queryReadings({
+      sensorId: optionalString(q, 'sensor_id'),
+      sensorType: optionalString(q, 'sensor_type'),
+      location: optionalString(q, 'location'),
+      from: parseTimeParam(q, 'from'),
+      to: parseTimeParam(q, 'to'),
+      limit: parseLimit(q, 100, 10_000),
+      cursor: optionalString(q, 'cursor'),
+    });
+    return { data: page.items.map(toWire), next_cursor: page.nextCursor };
+  });
+
+  app.get('/api/sensors', async () => {
+    const sensors = await deps.store.listSensors();
+    return {
+      data: sensors.map((s) => ({
+        sensor_id: s.sensorId,
+        sensor_type: s.sensorType,
+        unit: s.unit,
+        location: s.location,
+        origin: s.origin,
+        interval_ms: s.intervalMs,
+        first_seen: s.firstSeen === null ? null : new Date(s.firstSeen).toISOString(),
+        last_seen: s.lastSeen === null ? null : new Date(s.lastSeen).toISOString(),
+        last_value: s.lastValue,
+        reading_count: s.readingCount,
+        anomaly_count: s.anomalyCount,
+      })),
+    };
+  });
+
+  app.get('/api/deadletters', async (request) => {
+    const q = request.query as Record<string, unknown>;
+    const page = await deps.store.listDeadLetters({
+      reason: optionalString(q, 'reason'),
+      source: optionalString(q, 'source'),
+      limit: parseLimit(q, 100, 1_000),
+      cursor: optionalString(q, 'cursor'),
+    });
+    return {
+      data: page.items.map((d) => ({
+        id: d.id.toString(),
+        received_at: new Date(d.receivedAt).toISOString(),
+        source: d.source,
+        origin: d.origin,
+        reason: d.reason,
+        message: d.message,
+        raw: d.raw,
+      })),
+      next_cursor: page.nextCursor,
+    };
+  });
+
+  return app;
+}

@@ -1,0 +1,114 @@
+#!/usr/bin/env node
+/**
+ * The `canopy` command. With src/runtime/app.ts the only place that wires
+ * concrete adapters. Exit codes: 0 ok, 1 runtime failure, 2 bad config or usage.
+ */
+import { Command, Option } from 'commander';
+import { writeFileSync } from 'node:fs';
+import { isCanopyError } from '../core/errors.js';
+import { loadConfig, redactConfig, renderConfigDocs, type CanopyConfig } from '../config/index.js';
+import { renderErrorDocs } from '../core/error-docs.js';
+import { createLogger } from '../observability/logger.js';
+import { startCanopy } from '../runtime/app.js';
+import { ingestFile } from './ingest-file.js';
+import { simulateCommand } from './simulate.js';
+
+function fail(err: unknown): never {
+  if (isCanopyError(err)) {
+    console.error(`${err.code}: ${err.message}`);
+    process.exit(err.code.startsWith('CANOPY_CONFIG') ? 2 : 1);
+  }
+  console.error(err);
+  process.exit(1);
+}
+
+function load(file: string | undefined, overrides?: (raw: Record<string, unknown>) => void): CanopyConfig {
+  try {
+    return loadConfig({ file, overrides }).config;
+  } catch (err) {
+    fail(err);
+  }
+}
+
+const program = new Command('canopy').description('Canopy sensor-telemetry platform').showHelpAfterError();
+
+program
+  .command('up')
+  .description('run the platform: sources, pipeline, hot store and API in one process')
+  .option('-c, --config <file>', 'YAML config file (default: $CANOPY_CONFIG or none)')
+  .option('--simulate', 'also run the sensor simulator and the plants API, so data flows at once')
+  .action(async (opts: { config?: string; simulate?: boolean }) => {
+    const config = load(opts.config, (raw) => {
+      if (opts.simulate) {
+        const sim = (raw.simulator ??= {}) as Record<string, unknown>;
+        sim.enabled = true;
+      }
+    });
+    const logger = createLogger(config.log.level);
+    try {
+      const app = await startCanopy(config, { logger });
+      const host = config.http.host === '0.0.0.0' ? 'localhost' : config.http.host;
+      if (app.httpPort !== null) logger.info(`readings: http://${host}:${app.httpPort}/api/data`);
+      let stopping = false;
+      const shutdown = (signal: string): void => {
+        if (stopping) return;
+        stopping = true;
+        logger.info({ signal }, 'shutting down');
+        app.stop().then(
+          () => process.exit(0),
+          (err: unknown) => {
+            logger.error({ err }, 'shutdown failed');
+            process.exit(1);
+          },
+        );
+      };
+      process.on('SIGINT', () => shutdown('SIGINT'));
+      process.on('SIGTERM', () => shutdown('SIGTERM'));
+    } catch (err) {
+      logger.error({ err }, 'start-up failed');
+      fail(err);
+    }
+  });
+
+program
+  .command('ingest')
+  .description('ingest a file (long CSV, wide CSV, JSON, NDJSON) into the hot store')
+  .argument('<file>')
+  .option('-c, --config <file>', 'YAML config file')
+  .addOption(new Option('--format <format>', 'payload format (default: from the file name and content)').choices(['json', 'ndjson', 'csv', 'csv-wide']))
+  .option('--mapping <name>', 'wide-CSV mapping: a name under ingest.wideCsv, or "air-quality-uci"')
+  .action(async (file: string, opts: { config?: string; format?: 'json' | 'ndjson' | 'csv' | 'csv-wide'; mapping?: string }) => {
+    const config = load(opts.config);
+    try {
+      const summary = await ingestFile(config, file, { format: opts.format, mapping: opts.mapping });
+      console.log(JSON.stringify(summary, null, 2));
+      process.exitCode = summary.rejected > 0 ? 1 : 0;
+    } catch (err) {
+      fail(err);
+    }
+  });
+
+program.addCommand(simulateCommand());
+
+const configCommand = program.command('config').description('configuration tools');
+configCommand
+  .command('check')
+  .description('validate the configuration (file + environment) and list every problem at once')
+  .option('-c, --config <file>', 'YAML config file')
+  .option('--print', 'print the effective configuration (secrets redacted)')
+  .action((opts: { config?: string; print?: boolean }) => {
+    const config = load(opts.config);
+    console.log('configuration is valid');
+    if (opts.print) console.log(JSON.stringify(redactConfig(config), null, 2));
+  });
+
+program
+  .command('docs')
+  .description('regenerate docs/config.md and docs/errors.md from the code')
+  .action(() => {
+    writeFileSync('docs/config.md', renderConfigDocs());
+    writeFileSync('docs/errors.md', renderErrorDocs());
+    console.log('wrote docs/config.md and docs/errors.md');
+  });
+
+program.parseAsync(process.argv).catch(fail);

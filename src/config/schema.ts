@@ -1,0 +1,200 @@
+/**
+ * The one configuration schema. It is the single source of the TypeScript
+ * types (`CanopyConfig`), validation, defaults, environment variable names and
+ * `docs/config.md`. Every object is strict: an unknown key is an error.
+ *
+ * Defaults give the embedded mode: one process, no external servers.
+ */
+import { z } from 'zod';
+
+const port = z.number().int().min(0).max(65535);
+const positiveMs = z.number().int().positive();
+
+const range = z
+  .strictObject({
+    min: z.number().describe('Lowest physically possible value.'),
+    max: z.number().describe('Highest physically possible value.'),
+  })
+  .refine((r) => r.min < r.max, { message: 'min must be below max' });
+
+const thresholds = z
+  .strictObject({
+    min: z.number().optional().describe('Below this the reading breaches.'),
+    max: z.number().optional().describe('Above this the reading breaches.'),
+  })
+  .describe('A band; either side may be left open.');
+
+const sensorType = z.strictObject({
+  unit: z.string().optional().describe('Default unit for readings of this type that carry none.'),
+  range: range.optional().describe('Physical range; values outside it are range anomalies.'),
+  intervalMs: positiveMs.optional().describe('Expected interval between readings.'),
+  warning: thresholds.optional(),
+  critical: thresholds.optional(),
+});
+
+const sensor = z.strictObject({
+  id: z.string().min(1).describe('The sensor id readings carry as `sensor_id`.'),
+  type: z.string().optional().describe('Sensor type; fills `sensor_type` when readings omit it.'),
+  unit: z.string().optional(),
+  location: z.string().optional().describe('`site/floor/zone` style path.'),
+  intervalMs: positiveMs.optional(),
+  range: range.optional().describe("Overrides its type's physical range."),
+  warning: thresholds.optional(),
+  critical: thresholds.optional(),
+});
+
+const wideCsvMapping = z.strictObject({
+  deviceId: z.string().min(1),
+  location: z.string().optional(),
+  delimiter: z.string().length(1).optional(),
+  timestamp: z.strictObject({
+    column: z.string(),
+    timeColumn: z.string().optional(),
+    format: z.enum(['iso', 'dmy', 'mdy', 'ymd', 'epoch_s', 'epoch_ms']),
+    utcOffsetMinutes: z.number().int().optional(),
+  }),
+  missingValue: z.number().optional(),
+  columns: z
+    .record(z.string(), z.strictObject({ sensorType: z.string().optional(), unit: z.string().optional() }))
+    .optional(),
+});
+
+const pollSource = z.strictObject({
+  name: z.string().regex(/^[a-z0-9-]+$/).describe('Source name; readings carry `poll:<name>` as source.'),
+  urlTemplate: z
+    .string()
+    .describe('URL with `{id}` replaced by each id, e.g. `http://127.0.0.1:4000/plants/{id}`.'),
+  ids: z.array(z.union([z.string(), z.number()])).min(1).describe('The ids to poll each round.'),
+  format: z.enum(['json', 'plants']).default('json').describe('How to decode each response.'),
+  intervalMs: positiveMs.default(60_000),
+  timeoutMs: positiveMs.default(5_000),
+  concurrency: z.number().int().min(1).max(256).default(8),
+  retries: z.number().int().min(0).max(10).default(2).describe('Retries after a failed fetch, with backoff.'),
+});
+
+export const configSchema = z.strictObject({
+  dataDir: z
+    .string()
+    .default('./data')
+    .describe('Where the hot store and (later) the lake live.'),
+  log: z
+    .strictObject({
+      level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+    })
+    .prefault({}),
+  http: z
+    .strictObject({
+      enabled: z.boolean().default(true),
+      host: z.string().default('127.0.0.1').describe('Bind address of the API and dashboard.'),
+      port: port.default(3000).describe('API port.'),
+    })
+    .prefault({}),
+  mqtt: z
+    .strictObject({
+      embedded: z
+        .strictObject({
+          enabled: z.boolean().default(true).describe('Run the embedded MQTT broker (aedes, MQTT 3.1.1).'),
+          host: z.string().default('127.0.0.1'),
+          port: port.default(1883).describe('Embedded broker port.'),
+          topics: z
+            .array(z.string())
+            .default(['iot/data', 'sensors/#'])
+            .describe('Topic filters whose messages are ingested.'),
+        })
+        .prefault({}),
+      client: z
+        .strictObject({
+          enabled: z.boolean().default(false).describe('Subscribe to an external broker (Mosquitto, EMQX, …).'),
+          url: z.string().default('mqtt://127.0.0.1:1883'),
+          clientId: z.string().default('canopy-ingest').describe('Stable id: the broker keeps the session.'),
+          topics: z.array(z.string()).default(['iot/data', 'sensors/#']),
+          username: z.string().optional(),
+          password: z.string().optional().describe('Secret: never logged.'),
+          cleanSession: z
+            .boolean()
+            .default(false)
+            .describe('false keeps QoS 1 messages queued at the broker while Canopy is down.'),
+        })
+        .prefault({}),
+    })
+    .prefault({}),
+  poll: z.array(pollSource).default([]).describe('HTTP endpoints polled on an interval.'),
+  ingest: z
+    .strictObject({
+      maxPayloadBytes: z.number().int().positive().default(10 * 1024 * 1024),
+      maxReadingsPerPayload: z.number().int().positive().default(100_000),
+      maxStringLength: z.number().int().positive().default(256),
+      maxFutureSkewMs: z
+        .number()
+        .int()
+        .nonnegative()
+        .default(300_000)
+        .describe('Readings further ahead of the clock are rejected (FUTURE_TIMESTAMP).'),
+      maxPendingReadings: z
+        .number()
+        .int()
+        .positive()
+        .default(200_000)
+        .describe('Readings waiting for a commit before sources are told to back off.'),
+      maxBatchReadings: z
+        .number()
+        .int()
+        .positive()
+        .default(20_000)
+        .describe('Most readings written in one group commit.'),
+      wideCsv: z
+        .record(z.string(), wideCsvMapping)
+        .default({})
+        .describe('Named column mappings for wide CSV files (`canopy ingest --format csv-wide --mapping NAME`).'),
+    })
+    .prefault({}),
+  store: z
+    .strictObject({
+      kind: z.enum(['duckdb']).default('duckdb').describe('Hot-store engine (PostgreSQL arrives with scale-out).'),
+      path: z.string().optional().describe('DuckDB file; default `<dataDir>/canopy.duckdb`.'),
+      retentionHours: z.number().positive().default(24).describe('Hot window kept in the store.'),
+      purgeIntervalMs: positiveMs.default(600_000),
+    })
+    .prefault({}),
+  stream: z
+    .strictObject({
+      zscoreWindow: z.number().int().min(2).default(60).describe('Previous readings the z-score compares against.'),
+      zscoreMinHistory: z.number().int().min(2).default(10).describe('Readings needed before the z-score can fire.'),
+      zscoreThreshold: z.number().positive().default(3),
+      deviceScoreThreshold: z.number().default(0.5).describe('`anomaly_score` above this is a device anomaly.'),
+    })
+    .prefault({}),
+  sensorTypes: z
+    .record(z.string(), sensorType)
+    .default({})
+    .describe('Per-type settings; merged over the built-in types (temperature, humidity, …).'),
+  sensors: z.array(sensor).default([]).describe('Known sensors; others are registered on first sight.'),
+  simulator: z
+    .strictObject({
+      enabled: z.boolean().default(false).describe('`canopy up --simulate` turns this on.'),
+      sensors: z.number().int().min(1).max(10_000).default(50),
+      ratePerSecond: z.number().positive().default(50),
+      anomalyRate: z.number().min(0).max(1).default(0.02),
+      seed: z.number().int().default(1),
+      target: z.enum(['mqtt', 'http']).default('mqtt').describe('How simulated sensors reach Canopy.'),
+      plants: z
+        .strictObject({
+          enabled: z.boolean().default(true).describe('Serve the plants API and poll it each minute.'),
+          port: port.default(0).describe('0 picks a free port.'),
+          count: z.number().int().min(1).max(1000).default(50),
+          intervalMs: positiveMs.default(60_000),
+        })
+        .prefault({}),
+    })
+    .prefault({}),
+});
+
+/** The validated configuration, with every default filled in. */
+export type CanopyConfig = z.output<typeof configSchema>;
+/** What a user may write: every key optional where it has a default. */
+export type CanopyConfigInput = z.input<typeof configSchema>;
+export type SensorConfig = z.output<typeof sensor>;
+export type SensorTypeConfig = z.output<typeof sensorType>;
+export type PollSourceConfig = z.output<typeof pollSource>;
+export type WideCsvMappingConfig = z.output<typeof wideCsvMapping>;
+export type Thresholds = z.output<typeof thresholds>;

@@ -1,0 +1,126 @@
+/**
+ * Every error Canopy returns to a caller, with a stable code.
+ *
+ * Codes follow `CANOPY_<AREA>_<WHAT>` and never change meaning once released:
+ * users match on them. `docs/errors.md` is generated from `ERROR_CODES` and
+ * `REJECT_REASONS`, and a test keeps the file and this module in step.
+ */
+
+interface ErrorSpec {
+  /** HTTP status the API answers with, when the error reaches a client. */
+  status: number;
+  summary: string;
+}
+
+export const ERROR_CODES = {
+  CANOPY_CONFIG_INVALID: {
+    status: 500,
+    summary: 'The configuration failed validation; the message lists every problem at once.',
+  },
+  CANOPY_CONFIG_UNREADABLE: {
+    status: 500,
+    summary: 'The configuration file could not be read or is not valid YAML.',
+  },
+  CANOPY_INGEST_REJECTED: {
+    status: 400,
+    summary:
+      'Some records of a request failed decoding or validation. The good ones were stored; the body names each bad record and its reason, and each went to the dead-letter store.',
+  },
+  CANOPY_INGEST_PAYLOAD_TOO_LARGE: {
+    status: 413,
+    summary: 'The request body is larger than `ingest.maxPayloadBytes`; nothing was stored.',
+  },
+  CANOPY_INGEST_UNSUPPORTED_MEDIA_TYPE: {
+    status: 415,
+    summary: 'The content type is not one of JSON, NDJSON or CSV.',
+  },
+  CANOPY_INGEST_OVERLOADED: {
+    status: 503,
+    summary:
+      'Too many readings are waiting for a commit; nothing was stored. Retry after the `Retry-After` seconds.',
+  },
+  CANOPY_STORE_COMMIT_FAILED: {
+    status: 503,
+    summary: 'The hot store could not commit a batch; nothing in it was acknowledged. Safe to retry.',
+  },
+  CANOPY_STORE_CLOSED: {
+    status: 503,
+    summary: 'The hot store is shutting down or was not opened.',
+  },
+  CANOPY_STORE_OPEN_FAILED: {
+    status: 500,
+    summary: 'The hot store could not be opened (file locked by another process, bad path, …).',
+  },
+  CANOPY_API_BAD_REQUEST: {
+    status: 400,
+    summary: 'A query parameter or body field is invalid; the message names it.',
+  },
+  CANOPY_API_NOT_FOUND: {
+    status: 404,
+    summary: 'No such route or resource.',
+  },
+  CANOPY_API_INTERNAL: {
+    status: 500,
+    summary: 'An unexpected failure inside Canopy; the log has the detail. Please report it.',
+  },
+  CANOPY_SOURCE_START_FAILED: {
+    status: 500,
+    summary: 'A source could not start (port in use, broker unreachable, …). Start-up is retried by the runtime where it can be.',
+  },
+  CANOPY_SOURCE_FILE_UNREADABLE: {
+    status: 400,
+    summary: 'A file given to `canopy ingest` or the simulator could not be read.',
+  },
+  CANOPY_SIMULATOR_TARGET_FAILED: {
+    status: 502,
+    summary: 'The simulator could not deliver to its target (broker or API down).',
+  },
+} as const satisfies Record<string, ErrorSpec>;
+
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+export class CanopyError extends Error {
+  readonly code: ErrorCode;
+  readonly status: number;
+  /** Structured detail for the caller (e.g. the list of config problems). */
+  readonly details: unknown;
+
+  constructor(code: ErrorCode, message: string, options: { cause?: unknown; details?: unknown } = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'CanopyError';
+    this.code = code;
+    this.status = ERROR_CODES[code].status;
+    this.details = options.details;
+  }
+}
+
+export function isCanopyError(err: unknown, code?: ErrorCode): err is CanopyError {
+  return err instanceof CanopyError && (code === undefined || err.code === code);
+}
+
+/**
+ * Why a payload or record went to the dead-letter store. Stable, like the
+ * error codes: dashboards and alert rules group dead letters by them.
+ */
+export const REJECT_REASONS = {
+  EMPTY_PAYLOAD: 'The message or request had no content.',
+  PAYLOAD_TOO_LARGE: 'The payload exceeded the configured size limit.',
+  UNSUPPORTED_FORMAT: 'The payload is not in a format Canopy decodes (JSON, NDJSON, CSV).',
+  INVALID_JSON: 'The payload (or one NDJSON line) is not valid JSON.',
+  INVALID_CSV: 'The CSV could not be parsed, or a required column is missing.',
+  NOT_AN_OBJECT: 'A record is not a JSON object.',
+  TOO_MANY_READINGS: 'One payload carried more readings than `ingest.maxReadingsPerPayload`.',
+  MISSING_SENSOR_ID: 'No `sensor_id` (or `device_id`).',
+  INVALID_SENSOR_ID: 'The sensor id is empty, not a string, or has characters outside [A-Za-z0-9._:/-].',
+  MISSING_TIMESTAMP: 'No `timestamp` (or `event_time`, `ts`).',
+  INVALID_TIMESTAMP: 'The timestamp is neither ISO 8601 nor epoch seconds/milliseconds.',
+  FUTURE_TIMESTAMP: 'The timestamp is more than `ingest.maxFutureSkewMs` ahead of the clock.',
+  MISSING_VALUE: 'No `value` field (send `null` for a known-missing value).',
+  INVALID_VALUE: 'The value is not a finite number or null.',
+  INVALID_FIELD: 'An optional field has the wrong type (e.g. `anomaly_score` not a number).',
+  STRING_TOO_LONG: 'A string field is longer than `ingest.maxStringLength`.',
+  POLL_HTTP_ERROR: 'A polled endpoint answered with an HTTP error status.',
+  POLL_FAILED: 'A polled endpoint could not be reached or timed out after all retries.',
+} as const;
+
+export type RejectReason = keyof typeof REJECT_REASONS;

@@ -1,0 +1,110 @@
+/**
+ * The hot-store contract. Every adapter (DuckDB now, PostgreSQL later) passes
+ * the one conformance suite in `src/storage/hot-store.conformance.ts`.
+ */
+import type { DeadLetter } from './ingest.js';
+import type { AnomalyFlags, Reading, StoredReading } from './reading.js';
+
+/** A reading ready to store: validated, flagged, stamped; the store adds `seq`. */
+export interface NewReading extends Reading, AnomalyFlags {
+  ingestTime: number;
+  source: string;
+  batchId: string;
+  imputed: boolean;
+}
+
+export interface ReadingQuery {
+  sensorId?: string;
+  sensorType?: string;
+  location?: string;
+  /** Inclusive lower bound on event time, epoch ms. */
+  from?: number;
+  /** Exclusive upper bound on event time, epoch ms. */
+  to?: number;
+  /** 1..10 000. */
+  limit: number;
+  /** Opaque cursor from a previous page's `nextCursor`. */
+  cursor?: string;
+}
+
+export interface Page<T> {
+  items: T[];
+  /** Present when there may be more rows; pass it back as `cursor`. */
+  nextCursor: string | null;
+}
+
+export interface SensorRecord {
+  sensorId: string;
+  sensorType: string | null;
+  unit: string | null;
+  location: string | null;
+  /** Where the sensor is known from: the config file, or first sight of a reading. */
+  origin: 'config' | 'discovered';
+  /** Expected interval between readings, ms (null = unknown). */
+  intervalMs: number | null;
+  firstSeen: number | null;
+}
+
+export interface SensorSummary extends SensorRecord {
+  lastSeen: number | null;
+  lastValue: number | null;
+  /** Readings of this sensor in the hot store. */
+  readingCount: number;
+  anomalyCount: number;
+}
+
+export interface DeadLetterQuery {
+  reason?: string;
+  source?: string;
+  limit: number;
+  cursor?: string;
+}
+
+export interface StoredDeadLetter extends DeadLetter {
+  id: bigint;
+}
+
+export interface AppendResult {
+  /** Seq of the first and last reading written; null when no reading was written. */
+  firstSeq: bigint | null;
+  lastSeq: bigint | null;
+}
+
+export interface HotStore {
+  /** Creates tables if needed and recovers the seq counter. Idempotent. */
+  open(): Promise<void>;
+  /** Flushes and closes. Further calls throw CANOPY_STORE_CLOSED. */
+  close(): Promise<void>;
+
+  /**
+   * Writes readings and dead letters in one transaction and resolves only once
+   * it is durably committed. On rejection nothing of the call was written.
+   * Seqs are assigned in array order and are strictly increasing across calls.
+   */
+  append(readings: readonly NewReading[], deadLetters: readonly DeadLetter[]): Promise<AppendResult>;
+
+  /** Newest first: ordered by event time descending, then seq descending. */
+  queryReadings(query: ReadingQuery): Promise<Page<StoredReading>>;
+  /** The last `perSensor` non-null values of every sensor, oldest first (to warm stream checks). */
+  recentValues(perSensor: number): Promise<Map<string, number[]>>;
+  countReadings(): Promise<number>;
+
+  /** Inserts sensors not yet known; for known ones, fills fields that are null. Config sensors overwrite. */
+  upsertSensors(sensors: readonly SensorRecord[]): Promise<void>;
+  listSensors(): Promise<SensorSummary[]>;
+
+  /** Newest first. */
+  listDeadLetters(query: DeadLetterQuery): Promise<Page<StoredDeadLetter>>;
+  countDeadLetters(): Promise<number>;
+
+  /** Highest seq exported to the lake; 0 before any export. */
+  getExportWatermark(): Promise<bigint>;
+  setExportWatermark(seq: bigint): Promise<void>;
+
+  /**
+   * Deletes readings whose event time is before `before` and whose seq is at
+   * or below the export watermark: a row not yet exported is never deleted.
+   * Returns the number of rows deleted.
+   */
+  purge(before: number): Promise<number>;
+}

@@ -1,0 +1,22 @@
+/**
+ * Structured logging with pino. Each component takes a child logger
+ * (`logger.child({ component: 'mqtt' })`). Counts and latencies are metrics,
+ * not log lines: log what an operator must read, once.
+ */
+import { pino, type Logger, type LevelWithSilent } from 'pino';
+
+export type { Logger };
+
+export function createLogger(level: LevelWithSilent = 'info'): Logger {
+  return pino({
+    level,
+    base: { service: 'canopy' },
+    // Secrets that may sit in config or request objects never reach a log line.
+    redact: { paths: ['*.password', '*.secret', '*.token', 'config.mqtt.client.password'], censor: '***' },
+  });
+}
+
+/** A logger that drops everything; for tests and benchmarks. */
+export function silentLogger(): Logger {
+  return pino({ level: 'silent' });
+}

@@ -1,0 +1,96 @@
+/**
+ * The metrics registry: one prom-client Registry per Canopy instance (not the
+ * global default), so tests and several instances in one process never share
+ * counters. Names follow Prometheus conventions: `canopy_` prefix, units in
+ * names, `_total` for counters. Label sets stay bounded: no per-sensor labels.
+ */
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+export class Metrics {
+  readonly registry = new Registry();
+
+  readonly readingsAccepted = new Counter({
+    name: 'canopy_readings_accepted_total',
+    help: 'Readings validated and durably committed to the hot store, by source.',
+    labelNames: ['source'] as const,
+    registers: [this.registry],
+  });
+
+  readonly deadLetters = new Counter({
+    name: 'canopy_dead_letters_total',
+    help: 'Records or payloads sent to the dead-letter store, by source and reason code.',
+    labelNames: ['source', 'reason'] as const,
+    registers: [this.registry],
+  });
+
+  readonly anomalies = new Counter({
+    name: 'canopy_stream_anomalies_total',
+    help: 'Readings flagged by a stream check, by rule (range, zscore, device).',
+    labelNames: ['rule'] as const,
+    registers: [this.registry],
+  });
+
+  readonly commitDuration = new Histogram({
+    name: 'canopy_commit_duration_seconds',
+    help: 'Time to durably commit one group of readings to the hot store.',
+    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+    registers: [this.registry],
+  });
+
+  readonly commitBatchSize = new Histogram({
+    name: 'canopy_commit_batch_readings',
+    help: 'Readings written per group commit.',
+    buckets: [1, 10, 100, 1000, 5000, 10000, 20000],
+    registers: [this.registry],
+  });
+
+  readonly commitFailures = new Counter({
+    name: 'canopy_commit_failures_total',
+    help: 'Group commits that failed; their readings were not acknowledged.',
+    registers: [this.registry],
+  });
+
+  readonly pendingReadings = new Gauge({
+    name: 'canopy_ingest_pending_readings',
+    help: 'Readings waiting for a commit (the ingest queue depth).',
+    registers: [this.registry],
+  });
+
+  readonly overloadRejections = new Counter({
+    name: 'canopy_ingest_overload_rejections_total',
+    help: 'Messages turned away because the ingest queue was full, by source.',
+    labelNames: ['source'] as const,
+    registers: [this.registry],
+  });
+
+  readonly pollRequests = new Counter({
+    name: 'canopy_poll_requests_total',
+    help: 'Requests made by HTTP polling sources, by source and result (ok, http_error, failed).',
+    labelNames: ['source', 'result'] as const,
+    registers: [this.registry],
+  });
+
+  readonly hotStoreRows = new Gauge({
+    name: 'canopy_hot_store_rows',
+    help: 'Rows in the hot-store readings table, sampled at scrape time.',
+    registers: [this.registry],
+  });
+
+  readonly purgedRows = new Counter({
+    name: 'canopy_hot_store_purged_rows_total',
+    help: 'Rows removed from the hot store by the retention purge.',
+    registers: [this.registry],
+  });
+
+  readonly httpDuration = new Histogram({
+    name: 'canopy_http_request_duration_seconds',
+    help: 'HTTP API request latency, by method, route pattern and status code.',
+    labelNames: ['method', 'route', 'status_code'] as const,
+    buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+    registers: [this.registry],
+  });
+
+  constructor(options: { defaultMetrics?: boolean } = {}) {
+    if (options.defaultMetrics ?? true) collectDefaultMetrics({ register: this.registry, prefix: 'canopy_' });
+  }
+}

@@ -1,0 +1,126 @@
+/**
+ * Composition: builds a whole Canopy from a validated config — store,
+ * pipeline, sources, API, housekeeping and (with --simulate) the simulator —
+ * and stops it in the reverse order. With src/cli this is the only place
+ * that picks concrete adapters.
+ *
+ * Shutdown order matters for "nothing acknowledged is lost": sources stop
+ * taking new messages first, the pipeline drains its queue into the store,
+ * then the store closes.
+ */
+import { mkdirSync } from 'node:fs';
+import path from 'node:path';
+import type { AddressInfo } from 'node:net';
+import type { FastifyInstance } from 'fastify';
+import type { Clock } from '../core/clock.js';
+import { systemClock } from '../core/clock.js';
+import type { HotStore } from '../core/store.js';
+import type { CanopyConfig } from '../config/schema.js';
+import { buildApi } from '../api/server.js';
+import type { Logger } from '../observability/logger.js';
+import { Metrics } from '../observability/metrics.js';
+import { EmbeddedMqttBroker } from '../sources/mqtt-broker.js';
+import { MqttClientSource } from '../sources/mqtt-client.js';
+import { HttpPollSource } from '../sources/http-poll.js';
+import { DuckDbHotStore } from '../storage/index.js';
+import { createPipeline, type IngestPipeline } from './pipeline.js';
+import { startSimulation, type Simulation } from './simulation.js';
+
+export interface CanopyApp {
+  config: CanopyConfig;
+  store: HotStore;
+  pipeline: IngestPipeline;
+  metrics: Metrics;
+  /** Bound ports (0 in config resolves to the real one here); null when that part is off. */
+  httpPort: number | null;
+  mqttPort: number | null;
+  api: FastifyInstance;
+  stop(): Promise<void>;
+}
+
+export interface StartOptions {
+  logger: Logger;
+  clock?: Clock;
+}
+
+/** Opens the configured hot store (creating the data folder). */
+export async function openStore(config: CanopyConfig, logger: Logger): Promise<HotStore> {
+  mkdirSync(config.dataDir, { recursive: true });
+  const store = new DuckDbHotStore({
+    path: config.store.path ?? path.join(config.dataDir, 'canopy.duckdb'),
+    logger: logger.child({ component: 'store' }),
+  });
+  await store.open();
+  return store;
+}
+
+export async function startCanopy(config: CanopyConfig, options: StartOptions): Promise<CanopyApp> {
+  const { logger } = options;
+  const clock = options.clock ?? systemClock;
+  const metrics = new Metrics();
+  const stops: (() => Promise<void>)[] = [];
+  const stopAll = async (): Promise<void> => {
+    for (const stop of stops.splice(0).reverse()) {
+      try {
+        await stop();
+      } catch (err) {
+        logger.error({ err }, 'error during shutdown');
+      }
+    }
+  };
+
+  try {
+    const store = await openStore(config, logger);
+    stops.push(() => store.close());
+
+    const pipeline = await createPipeline(config, store, { clock, metrics, logger });
+    stops.push(() => pipeline.drain());
+
+    const purge = setInterval(() => {
+      store.purge(clock.now() - config.store.retentionHours * 3_600_000).then(
+        (deleted) => metrics.purgedRows.inc(deleted),
+        (err: unknown) => logger.error({ err }, 'hot-store purge failed'),
+      );
+    }, config.store.purgeIntervalMs);
+    purge.unref();
+    stops.push(async () => clearInterval(purge));
+
+    const api = buildApi({ sink: pipeline, store, metrics, logger, maxPayloadBytes: config.ingest.maxPayloadBytes });
+    let httpPort: number | null = null;
+    if (config.http.enabled) {
+      await api.listen({ host: config.http.host, port: config.http.port });
+      httpPort = (api.server.address() as AddressInfo).port;
+      logger.info({ url: `http://${config.http.host}:${httpPort}` }, 'API listening');
+    }
+    stops.push(() => api.close());
+
+    let mqttPort: number | null = null;
+    if (config.mqtt.embedded.enabled) {
+      const broker = new EmbeddedMqttBroker({ ...config.mqtt.embedded, sink: pipeline, logger: logger.child({ component: 'mqtt-broker' }) });
+      stops.push(() => broker.stop());
+      mqttPort = await broker.start();
+    }
+    if (config.mqtt.client.enabled) {
+      const client = new MqttClientSource({ ...config.mqtt.client, sink: pipeline, logger: logger.child({ component: 'mqtt-client' }) });
+      stops.push(() => client.stop());
+      await client.start();
+    }
+    const startPoll = (poll: CanopyConfig['poll'][number]): void => {
+      const source = new HttpPollSource({ ...poll, sink: pipeline, metrics, logger: logger.child({ component: 'poll', source: poll.name }) });
+      stops.push(() => source.stop());
+      source.start();
+    };
+    config.poll.forEach(startPoll);
+
+    let simulation: Simulation | undefined;
+    if (config.simulator.enabled) {
+      simulation = await startSimulation(config, { httpPort, mqttPort, clock, logger: logger.child({ component: 'simulator' }), startPoll });
+      stops.push(() => simulation!.stop());
+    }
+
+    return { config, store, pipeline, metrics, httpPort, mqttPort, api, stop: stopAll };
+  } catch (err) {
+    await stopAll();
+    throw err;
+  }
+}

@@ -1,0 +1,212 @@
+/**
+ * The ingest pipeline: decode → validate → enrich → stream checks → group
+ * commit → acknowledge. Every source hands its messages to `submit`.
+ *
+ * Contract of `submit` (see src/core/ingest.ts): it resolves only after the
+ * message's readings and dead letters are durably committed, and then the
+ * source may acknowledge. It rejects with CANOPY_INGEST_OVERLOADED (nothing
+ * stored, retry later) when more than `maxPendingReadings` wait for a commit,
+ * or with CANOPY_STORE_COMMIT_FAILED when the commit failed (nothing stored).
+ *
+ * Group commit: while one commit is running, later messages queue; the next
+ * commit takes everything queued (up to `maxBatchReadings`). Under load that
+ * makes batches large and commits few; at low rates each message commits at
+ * once with no added delay.
+ */
+import { randomUUID } from 'node:crypto';
+import type { Clock } from '../core/clock.js';
+import { CanopyError } from '../core/errors.js';
+import type { DeadLetter, IngestMessage, IngestResult, IngestSink } from '../core/ingest.js';
+import type { HotStore, NewReading, SensorRecord } from '../core/store.js';
+import { decodeAndValidate, type DecodeOptions } from '../ingest/index.js';
+import type { Logger } from '../observability/logger.js';
+import type { Metrics } from '../observability/metrics.js';
+import type { CanopyConfig } from '../config/schema.js';
+import { StreamChecker } from '../stream/index.js';
+import { SensorRegistry } from './registry.js';
+
+export interface PipelineOptions {
+  store: HotStore;
+  checker: StreamChecker;
+  registry: SensorRegistry;
+  decode: DecodeOptions;
+  clock: Clock;
+  metrics: Metrics;
+  logger: Logger;
+  maxPendingReadings: number;
+  maxBatchReadings: number;
+}
+
+interface PendingWrite {
+  readings: NewReading[];
+  deadLetters: DeadLetter[];
+  sensors: SensorRecord[];
+  resolve: () => void;
+  reject: (err: unknown) => void;
+}
+
+export class IngestPipeline implements IngestSink {
+  private queue: PendingWrite[] = [];
+  private pendingReadings = 0;
+  private committing = false;
+  private flushScheduled = false;
+  private idleWaiters: (() => void)[] = [];
+
+  constructor(private readonly o: PipelineOptions) {}
+
+  async submit(message: IngestMessage): Promise<IngestResult> {
+    const now = this.o.clock.now();
+    const { readings, rejections } = decodeAndValidate(message, this.o.decode, now);
+    if (readings.length > 0 && this.pendingReadings + readings.length > this.o.maxPendingReadings) {
+      this.o.metrics.overloadRejections.inc({ source: message.source });
+      throw new CanopyError(
+        'CANOPY_INGEST_OVERLOADED',
+        `ingest queue full (${this.pendingReadings} readings waiting for a commit); retry shortly`,
+      );
+    }
+
+    const batchId = randomUUID();
+    const receivedAt = message.receivedAt ?? now;
+    const sensors: SensorRecord[] = [];
+    const rows: NewReading[] = new Array<NewReading>(readings.length);
+    for (let i = 0; i < readings.length; i++) {
+      const reading = readings[i]!;
+      const discovered = this.o.registry.enrich(reading);
+      if (discovered) sensors.push(discovered);
+      const flags = this.o.checker.check(reading);
+      for (const rule of flags.anomalyReasons) this.o.metrics.anomalies.inc({ rule });
+      rows[i] = {
+        ...reading,
+        ...flags,
+        ingestTime: now,
+        source: message.source,
+        batchId,
+        imputed: false,
+      };
+    }
+    const deadLetters: DeadLetter[] = rejections.map((r) => ({
+      receivedAt,
+      source: message.source,
+      origin: message.origin ?? null,
+      reason: r.reason,
+      message: r.message,
+      raw: r.raw,
+    }));
+
+    if (rows.length > 0 || deadLetters.length > 0) await this.enqueue(rows, deadLetters, sensors);
+    if (rows.length > 0) this.o.metrics.readingsAccepted.inc({ source: message.source }, rows.length);
+    for (const r of rejections) this.o.metrics.deadLetters.inc({ source: message.source, reason: r.reason });
+    return { batchId, accepted: rows.length, rejected: rejections };
+  }
+
+  async submitDeadLetter(deadLetter: Omit<DeadLetter, 'receivedAt'> & { receivedAt?: number }): Promise<void> {
+    const row: DeadLetter = { ...deadLetter, receivedAt: deadLetter.receivedAt ?? this.o.clock.now() };
+    await this.enqueue([], [row], []);
+    this.o.metrics.deadLetters.inc({ source: row.source, reason: row.reason });
+  }
+
+  /** Resolves once everything submitted so far is committed (or failed). */
+  async drain(): Promise<void> {
+    if (!this.committing && this.queue.length === 0) return;
+    await new Promise<void>((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  private enqueue(readings: NewReading[], deadLetters: DeadLetter[], sensors: SensorRecord[]): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      this.queue.push({ readings, deadLetters, sensors, resolve, reject });
+      this.pendingReadings += readings.length;
+      this.o.metrics.pendingReadings.set(this.pendingReadings);
+      this.scheduleFlush();
+    });
+  }
+
+  private scheduleFlush(): void {
+    if (this.committing || this.flushScheduled) return;
+    this.flushScheduled = true;
+    // Let the rest of this I/O turn's messages join the same commit.
+    setImmediate(() => {
+      this.flushScheduled = false;
+      void this.flush();
+    });
+  }
+
+  private async flush(): Promise<void> {
+    if (this.committing) return;
+    this.committing = true;
+    try {
+      while (this.queue.length > 0) {
+        const group = this.takeGroup();
+        await this.commit(group);
+      }
+    } finally {
+      this.committing = false;
+      for (const resolve of this.idleWaiters.splice(0)) resolve();
+    }
+  }
+
+  /** Takes queued writes up to maxBatchReadings (always at least one). */
+  private takeGroup(): PendingWrite[] {
+    let count = 0;
+    let n = 0;
+    while (n < this.queue.length) {
+      const size = this.queue[n]!.readings.length;
+      if (n > 0 && count + size > this.o.maxBatchReadings) break;
+      count += size;
+      n++;
+    }
+    return this.queue.splice(0, n);
+  }
+
+  private async commit(group: PendingWrite[]): Promise<void> {
+    const readings = group.length === 1 ? group[0]!.readings : group.flatMap((w) => w.readings);
+    const deadLetters = group.flatMap((w) => w.deadLetters);
+    const sensors = group.flatMap((w) => w.sensors);
+    const stopTimer = this.o.metrics.commitDuration.startTimer();
+    try {
+      if (sensors.length > 0) await this.o.store.upsertSensors(sensors);
+      await this.o.store.append(readings, deadLetters);
+      stopTimer();
+      this.o.metrics.commitBatchSize.observe(readings.length);
+      for (const w of group) w.resolve();
+    } catch (err) {
+      this.o.metrics.commitFailures.inc();
+      for (const s of sensors) this.o.registry.forget(s.sensorId);
+      const error =
+        err instanceof CanopyError ? err : new CanopyError('CANOPY_STORE_COMMIT_FAILED', 'hot-store commit failed', { cause: err });
+      this.o.logger.error({ err: error, readings: readings.length }, 'group commit failed; nothing in it was acknowledged');
+      for (const w of group) w.reject(error);
+    } finally {
+      this.pendingReadings -= readings.length;
+      this.o.metrics.pendingReadings.set(this.pendingReadings);
+    }
+  }
+}
+
+/**
+ * Builds the pipeline for a config over an open store: registers configured
+ * sensors, learns the known ones and warms the z-score histories from the
+ * store, so a restart flags exactly as if it had never stopped.
+ */
+export async function createPipeline(
+  config: CanopyConfig,
+  store: HotStore,
+  deps: { clock: Clock; metrics: Metrics; logger: Logger },
+  decode: Omit<DecodeOptions, 'limits'> = {},
+): Promise<IngestPipeline> {
+  const registry = new SensorRegistry(config.sensors, config.sensorTypes);
+  await store.upsertSensors(registry.configRecords());
+  registry.markKnown((await store.listSensors()).map((s) => s.sensorId));
+  const checker = new StreamChecker(config.stream, registry.rangeFor);
+  checker.warm(await store.recentValues(config.stream.zscoreWindow));
+  return new IngestPipeline({
+    store,
+    checker,
+    registry,
+    clock: deps.clock,
+    metrics: deps.metrics,
+    logger: deps.logger.child({ component: 'pipeline' }),
+    decode: { ...decode, limits: config.ingest },
+    maxPendingReadings: config.ingest.maxPendingReadings,
+    maxBatchReadings: config.ingest.maxBatchReadings,
+  });
+}

@@ -1,0 +1,1 @@
+export { StreamChecker, type StreamCheckOptions, type AnomalyRule, type RangeLookup } from './checks.js';

@@ -1,0 +1,41 @@
+/** Starting a whole Canopy in-process for end-to-end tests: temp data dir, ports 0, silent logs. */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { loadConfig } from '../../src/config/load.js';
+import type { CanopyConfig, CanopyConfigInput } from '../../src/config/schema.js';
+import { silentLogger } from '../../src/observability/logger.js';
+import { startCanopy, type CanopyApp } from '../../src/runtime/app.js';
+
+export interface TestApp extends CanopyApp {
+  dataDir: string;
+  /** Stops the app and deletes its data dir. */
+  dispose(): Promise<void>;
+}
+
+export function testConfig(overrides: CanopyConfigInput = {}, dataDir?: string): CanopyConfig {
+  const dir = dataDir ?? mkdtempSync(path.join(tmpdir(), 'canopy-e2e-'));
+  return loadConfig({
+    env: {},
+    overrides: (raw) => {
+      Object.assign(raw, { dataDir: dir, log: { level: 'silent' } }, overrides);
+      const http = ((raw.http as Record<string, unknown> | undefined) ?? {});
+      raw.http = { port: 0, ...http };
+      const mqtt = ((raw.mqtt as Record<string, unknown> | undefined) ?? {});
+      raw.mqtt = { ...mqtt, embedded: { port: 0, ...((mqtt.embedded as object | undefined) ?? {}) } };
+    },
+  }).config;
+}
+
+export async function startTestApp(overrides: CanopyConfigInput = {}, dataDir?: string): Promise<TestApp> {
+  const config = testConfig(overrides, dataDir);
+  const app = await startCanopy(config, { logger: silentLogger() });
+  return {
+    ...app,
+    dataDir: config.dataDir,
+    async dispose() {
+      await app.stop();
+      rmSync(config.dataDir, { recursive: true, force: true });
+    },
+  };
+}
