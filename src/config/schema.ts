@@ -96,6 +96,10 @@ export const configSchema = z.strictObject({
           enabled: z.boolean().default(true).describe('Run the embedded MQTT broker (aedes, MQTT 3.1.1).'),
           host: z.string().default('127.0.0.1'),
           port: port.default(1883).describe('Embedded broker port.'),
+          portFallback: z
+            .boolean()
+            .default(true)
+            .describe('If the port is taken (say by Mosquitto), use a free port and log it, instead of failing.'),
           topics: z
             .array(z.string())
             .default(['iot/data', 'sensors/#'])

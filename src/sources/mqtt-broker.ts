@@ -23,6 +23,8 @@ export interface EmbeddedBrokerOptions {
   host: string;
   port: number;
   topics: string[];
+  /** When the port is taken, listen on a free one (with a warning) instead of failing. */
+  portFallback: boolean;
   sink: IngestSink;
   logger: Logger;
 }
@@ -59,12 +61,27 @@ export class EmbeddedMqttBroker {
 
     const server = net.createServer(broker.handle);
     this.server = server;
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', (err) =>
-        reject(new CanopyError('CANOPY_SOURCE_START_FAILED', `embedded MQTT broker cannot listen on ${this.o.host}:${this.o.port}: ${err.message}`, { cause: err })),
+    const listen = (port: number): Promise<void> =>
+      new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(port, this.o.host, () => {
+          server.off('error', reject);
+          resolve();
+        });
+      });
+    try {
+      await listen(this.o.port);
+    } catch (err) {
+      const inUse = (err as NodeJS.ErrnoException).code === 'EADDRINUSE';
+      if (!inUse || !this.o.portFallback) {
+        throw new CanopyError('CANOPY_SOURCE_START_FAILED', `embedded MQTT broker cannot listen on ${this.o.host}:${this.o.port}: ${(err as Error).message}`, { cause: err });
+      }
+      await listen(0);
+      this.o.logger.warn(
+        { wanted: this.o.port, port: (server.address() as AddressInfo).port },
+        'MQTT port in use (another broker?); the embedded broker took a free port instead. Set CANOPY_MQTT_PORT to choose one',
       );
-      server.listen(this.o.port, this.o.host, () => resolve());
-    });
+    }
     const port = (server.address() as AddressInfo).port;
     this.o.logger.info({ host: this.o.host, port, topics: this.o.topics }, 'embedded MQTT broker listening');
     return port;
