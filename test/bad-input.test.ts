@@ -21,12 +21,12 @@ interface DeadLetterRow {
 async function deadLetters(query = ''): Promise<DeadLetterRow[]> {
   const res = await app.api.inject({ method: 'GET', url: `/api/deadletters?limit=1000${query}` });
   expect(res.statusCode).toBe(200);
-  return (res.json() as { data: DeadLetterRow[] }).data;
+  return res.json<{ data: DeadLetterRow[] }>().data;
 }
 
 async function readingsOf(sensorId: string): Promise<{ value: number | null }[]> {
   const res = await app.api.inject({ method: 'GET', url: `/api/data?sensor_id=${sensorId}&limit=1000` });
-  return (res.json() as { data: { value: number | null }[] }).data;
+  return res.json<{ data: { value: number | null }[] }>().data;
 }
 
 beforeAll(async () => {
@@ -55,7 +55,7 @@ describe('HTTP ingest with bad records', () => {
     ];
     const res = await app.api.inject({ method: 'POST', url: '/api/data', payload: records, headers: { 'content-type': 'application/json' } });
     expect(res.statusCode).toBe(400);
-    const body = res.json() as { error: { code: string; message: string }; accepted: number; rejected: { index: number; reason: string }[] };
+    const body = res.json<{ error: { code: string; message: string }; accepted: number; rejected: { index: number; reason: string }[] }>();
     expect(body.error.code).toBe('CANOPY_INGEST_REJECTED');
     expect(body.accepted).toBe(3);
     expect(body.rejected.map((r) => [r.index, r.reason])).toEqual([
@@ -82,11 +82,11 @@ describe('HTTP ingest with bad records', () => {
   it('rejects a whole payload that is not JSON, and an unsupported content type or oversized body', async () => {
     const garbage = await app.api.inject({ method: 'POST', url: '/api/data', payload: '{"sensor_id": "a", ', headers: { 'content-type': 'application/json' } });
     expect(garbage.statusCode).toBe(400);
-    expect((garbage.json() as { rejected: { reason: string }[] }).rejected[0]?.reason).toBe('INVALID_JSON');
+    expect(garbage.json<{ rejected: { reason: string }[] }>().rejected[0]?.reason).toBe('INVALID_JSON');
 
     const xml = await app.api.inject({ method: 'POST', url: '/api/data', payload: '<reading/>', headers: { 'content-type': 'application/xml' } });
     expect(xml.statusCode).toBe(415);
-    expect((xml.json() as { error: { code: string } }).error.code).toBe('CANOPY_INGEST_UNSUPPORTED_MEDIA_TYPE');
+    expect(xml.json<{ error: { code: string } }>().error.code).toBe('CANOPY_INGEST_UNSUPPORTED_MEDIA_TYPE');
 
     const huge = await app.api.inject({
       method: 'POST',
@@ -95,11 +95,11 @@ describe('HTTP ingest with bad records', () => {
       headers: { 'content-type': 'application/json' },
     });
     expect(huge.statusCode).toBe(413);
-    expect((huge.json() as { error: { code: string } }).error.code).toBe('CANOPY_INGEST_PAYLOAD_TOO_LARGE');
+    expect(huge.json<{ error: { code: string } }>().error.code).toBe('CANOPY_INGEST_PAYLOAD_TOO_LARGE');
 
     const empty = await app.api.inject({ method: 'POST', url: '/api/data', payload: '', headers: { 'content-type': 'application/json' } });
     expect(empty.statusCode).toBe(400);
-    expect((empty.json() as { rejected: { reason: string }[] }).rejected[0]?.reason).toBe('EMPTY_PAYLOAD');
+    expect(empty.json<{ rejected: { reason: string }[] }>().rejected[0]?.reason).toBe('EMPTY_PAYLOAD');
     expect((await deadLetters('&reason=INVALID_JSON')).some((d) => d.raw.startsWith('{"sensor_id": "a"'))).toBe(true);
   });
 
@@ -107,12 +107,12 @@ describe('HTTP ingest with bad records', () => {
     const ndjson = [`{"sensor_id":"nd-1","value":1,"timestamp":"${iso()}"}`, 'not json', `{"sensor_id":"nd-1","value":2,"timestamp":"${iso(-5)}"}`].join('\n');
     const nd = await app.api.inject({ method: 'POST', url: '/api/data', payload: ndjson, headers: { 'content-type': 'application/x-ndjson' } });
     expect(nd.statusCode).toBe(400);
-    expect((nd.json() as { accepted: number }).accepted).toBe(2);
+    expect(nd.json<{ accepted: number }>().accepted).toBe(2);
 
     const csv = `timestamp,device_id,value,unit,anomaly_score\n${iso()},csv-1,20.5,C,0.1\n${iso(-1)},csv-1,warm,C,0.1\n${iso(-2)},csv-1,,C,\n`;
     const c = await app.api.inject({ method: 'POST', url: '/api/data', payload: csv, headers: { 'content-type': 'text/csv' } });
     expect(c.statusCode).toBe(400);
-    expect((c.json() as { accepted: number; rejected: { reason: string }[] }).rejected.map((r) => r.reason)).toEqual(['INVALID_VALUE']);
+    expect(c.json<{ accepted: number; rejected: { reason: string }[] }>().rejected.map((r) => r.reason)).toEqual(['INVALID_VALUE']);
     expect((await readingsOf('csv-1')).map((r) => r.value).sort()).toEqual([20.5, null].sort());
 
     const ok = await app.api.inject({ method: 'POST', url: '/api/data', payload: `timestamp,device_id,value\n${iso()},csv-2,1\n`, headers: { 'content-type': 'text/csv' } });

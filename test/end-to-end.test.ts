@@ -33,9 +33,10 @@ async function allReadings(app: TestApp, query = ''): Promise<WireRow[]> {
   const rows: WireRow[] = [];
   let cursor: string | null = null;
   do {
-    const res = await app.api.inject({ method: 'GET', url: `/api/data?limit=10000${query}${cursor ? `&cursor=${cursor}` : ''}` });
+    const url: string = `/api/data?limit=10000${query}${cursor ? `&cursor=${cursor}` : ''}`;
+    const res = await app.api.inject({ method: 'GET', url });
     expect(res.statusCode).toBe(200);
-    const page = res.json() as { data: WireRow[]; next_cursor: string | null };
+    const page = res.json<{ data: WireRow[]; next_cursor: string | null }>();
     rows.push(...page.data);
     cursor = page.next_cursor;
   } while (cursor);
@@ -80,7 +81,7 @@ describe('simulator → embedded MQTT broker → hot store → API', () => {
     // Injected spikes beyond the physical range are caught by the range check.
     expect(rows.some((r) => r.anomaly_reasons.includes('range'))).toBe(true);
 
-    const sensors = (await app.api.inject({ method: 'GET', url: '/api/sensors' })).json() as { data: { sensor_id: string; origin: string; reading_count: number }[] };
+    const sensors = (await app.api.inject({ method: 'GET', url: '/api/sensors' })).json<{ data: { sensor_id: string; origin: string; reading_count: number }[] }>();
     expect(sensors.data).toHaveLength(50);
     expect(sensors.data.every((s) => s.origin === 'discovered')).toBe(true);
     expect(sensors.data.reduce((n, s) => n + s.reading_count, 0)).toBe(sent);
@@ -149,7 +150,7 @@ describe('plants API → HTTP poll source → hot store', () => {
       for (const id of f.negativeMoisture) {
         expect(rows.find((r) => r.sensor_id === `plant-${id}.soil_moisture`)?.anomaly_reasons).toContain('range');
       }
-      const letters = (await app.api.inject({ method: 'GET', url: '/api/deadletters?source=poll:plants' })).json() as { data: { reason: string; origin: string }[] };
+      const letters = (await app.api.inject({ method: 'GET', url: '/api/deadletters?source=poll:plants' })).json<{ data: { reason: string; origin: string }[] }>();
       const byReason = (reason: string): string[] => letters.data.filter((d) => d.reason === reason).map((d) => d.origin);
       expect(byReason('POLL_HTTP_ERROR').sort()).toEqual(f.notFound.map((id) => `${plants.url}/plants/${id}`).sort());
       expect(byReason('MISSING_TIMESTAMP')).toHaveLength(f.missingRecording.length);
@@ -177,7 +178,7 @@ describe('plants API → HTTP poll source → hot store', () => {
       metrics: app.metrics,
     });
     expect(await source.pollOnce()).toEqual({ ok: 0, httpErrors: 0, failed: 1 });
-    const letters = (await app.api.inject({ method: 'GET', url: '/api/deadletters?reason=POLL_FAILED' })).json() as { data: { message: string }[] };
+    const letters = (await app.api.inject({ method: 'GET', url: '/api/deadletters?reason=POLL_FAILED' })).json<{ data: { message: string }[] }>();
     expect(letters.data[0]?.message).toMatch(/after 3 attempts/);
   });
 

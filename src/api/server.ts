@@ -40,8 +40,10 @@ function sendError(reply: FastifyReply, err: CanopyError, retryAfter?: number): 
 }
 
 export function buildApi(deps: ApiDeps): FastifyInstance {
+  // Typed as Fastify's logger so the instance has the default FastifyInstance type.
+  const apiLogger: FastifyBaseLogger = deps.logger.child({ component: 'api' });
   const app = Fastify({
-    loggerInstance: deps.logger.child({ component: 'api' }) as FastifyBaseLogger,
+    loggerInstance: apiLogger,
     // Requests are counted and timed in metrics; logging each would flood the log.
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: deps.maxPayloadBytes,
@@ -85,7 +87,7 @@ export function buildApi(deps: ApiDeps): FastifyInstance {
     sendError(reply, new CanopyError('CANOPY_API_NOT_FOUND', `no route ${request.method} ${request.url}`)),
   );
 
-  app.get('/healthz', async () => ({ status: 'ok' }));
+  app.get('/healthz', () => ({ status: 'ok' }));
 
   app.get('/metrics', async (_request, reply) => {
     deps.metrics.hotStoreRows.set(await deps.store.countReadings());

@@ -41,7 +41,7 @@ export function chunkFile(text: string, format: PayloadFormat): string[] {
   if (format === 'json') {
     const parsed: unknown = (() => {
       try {
-        return JSON.parse(text);
+        return JSON.parse(text) as unknown;
       } catch {
         return undefined; // let the decoder report INVALID_JSON with the raw text
       }

@@ -83,7 +83,10 @@ export async function startCanopy(config: CanopyConfig, options: StartOptions): 
       );
     }, config.store.purgeIntervalMs);
     purge.unref();
-    stops.push(async () => clearInterval(purge));
+    stops.push(() => {
+      clearInterval(purge);
+      return Promise.resolve();
+    });
 
     const api = buildApi({ sink: pipeline, store, metrics, logger, maxPayloadBytes: config.ingest.maxPayloadBytes });
     let httpPort: number | null = null;

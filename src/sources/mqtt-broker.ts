@@ -45,7 +45,7 @@ export class EmbeddedMqttBroker {
       if (!this.o.topics.some((filter) => topicMatches(filter, packet.topic))) return callback(null);
       submitPatiently(
         this.o.sink,
-        { source: 'mqtt', payload: packet.payload as Buffer, origin: packet.topic, contentType: 'application/json' },
+        { source: 'mqtt', payload: packet.payload, origin: packet.topic, contentType: 'application/json' },
         { isClosed: () => this.closed },
       ).then(
         () => callback(null),

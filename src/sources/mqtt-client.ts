@@ -52,7 +52,7 @@ export class MqttClientSource {
     client.handleMessage = (packet, callback) => {
       submitPatiently(
         this.o.sink,
-        { source: 'mqtt-client', payload: packet.payload as Buffer, origin: packet.topic, contentType: 'application/json' },
+        { source: 'mqtt-client', payload: packet.payload, origin: packet.topic, contentType: 'application/json' },
         { isClosed: () => this.closed },
       ).then(
         () => callback(),

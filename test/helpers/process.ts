@@ -22,14 +22,14 @@ export async function spawnCanopy(env: Record<string, string>, timeoutMs = 20_00
   });
   const exited = new Promise<number | NodeJS.Signals | null>((resolve) => child.once('exit', (code, signal) => resolve(signal ?? code)));
   let stderr = '';
-  child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
 
   const ports = await new Promise<{ httpUrl: string; mqttUrl: string }>((resolve, reject) => {
     let httpUrl: string | undefined;
     let mqttUrl: string | undefined;
     const timer = setTimeout(() => reject(new Error(`canopy did not start within ${timeoutMs} ms; stderr: ${stderr}`)), timeoutMs);
     void exited.then((code) => reject(new Error(`canopy exited early (${String(code)}); stderr: ${stderr}`)));
-    createInterface({ input: child.stdout! }).on('line', (line) => {
+    createInterface({ input: child.stdout }).on('line', (line) => {
       let entry: { msg?: string; url?: string; port?: number };
       try {
         entry = JSON.parse(line) as typeof entry;
