@@ -25,7 +25,10 @@ async function deadLetters(query = ''): Promise<DeadLetterRow[]> {
 }
 
 async function readingsOf(sensorId: string): Promise<{ value: number | null }[]> {
-  const res = await app.api.inject({ method: 'GET', url: `/api/data?sensor_id=${sensorId}&limit=1000` });
+  const res = await app.api.inject({
+    method: 'GET',
+    url: `/api/data?sensor_id=${sensorId}&limit=1000`,
+  });
   return res.json<{ data: { value: number | null }[] }>().data;
 }
 
@@ -53,9 +56,18 @@ describe('HTTP ingest with bad records', () => {
       { sensor_id: 'good-1', value: null, timestamp: iso(-1000) },
       { sensor_id: 'good-1', value: 2.5, timestamp: Math.floor(now / 1000) - 5 },
     ];
-    const res = await app.api.inject({ method: 'POST', url: '/api/data', payload: records, headers: { 'content-type': 'application/json' } });
+    const res = await app.api.inject({
+      method: 'POST',
+      url: '/api/data',
+      payload: records,
+      headers: { 'content-type': 'application/json' },
+    });
     expect(res.statusCode).toBe(400);
-    const body = res.json<{ error: { code: string; message: string }; accepted: number; rejected: { index: number; reason: string }[] }>();
+    const body = res.json<{
+      error: { code: string; message: string };
+      accepted: number;
+      rejected: { index: number; reason: string }[];
+    }>();
     expect(body.error.code).toBe('CANOPY_INGEST_REJECTED');
     expect(body.accepted).toBe(3);
     expect(body.rejected.map((r) => [r.index, r.reason])).toEqual([
@@ -80,13 +92,27 @@ describe('HTTP ingest with bad records', () => {
   });
 
   it('rejects a whole payload that is not JSON, and an unsupported content type or oversized body', async () => {
-    const garbage = await app.api.inject({ method: 'POST', url: '/api/data', payload: '{"sensor_id": "a", ', headers: { 'content-type': 'application/json' } });
+    const garbage = await app.api.inject({
+      method: 'POST',
+      url: '/api/data',
+      payload: '{"sensor_id": "a", ',
+      headers: { 'content-type': 'application/json' },
+    });
     expect(garbage.statusCode).toBe(400);
-    expect(garbage.json<{ rejected: { reason: string }[] }>().rejected[0]?.reason).toBe('INVALID_JSON');
+    expect(garbage.json<{ rejected: { reason: string }[] }>().rejected[0]?.reason).toBe(
+      'INVALID_JSON',
+    );
 
-    const xml = await app.api.inject({ method: 'POST', url: '/api/data', payload: '<reading/>', headers: { 'content-type': 'application/xml' } });
+    const xml = await app.api.inject({
+      method: 'POST',
+      url: '/api/data',
+      payload: '<reading/>',
+      headers: { 'content-type': 'application/xml' },
+    });
     expect(xml.statusCode).toBe(415);
-    expect(xml.json<{ error: { code: string } }>().error.code).toBe('CANOPY_INGEST_UNSUPPORTED_MEDIA_TYPE');
+    expect(xml.json<{ error: { code: string } }>().error.code).toBe(
+      'CANOPY_INGEST_UNSUPPORTED_MEDIA_TYPE',
+    );
 
     const huge = await app.api.inject({
       method: 'POST',
@@ -95,27 +121,61 @@ describe('HTTP ingest with bad records', () => {
       headers: { 'content-type': 'application/json' },
     });
     expect(huge.statusCode).toBe(413);
-    expect(huge.json<{ error: { code: string } }>().error.code).toBe('CANOPY_INGEST_PAYLOAD_TOO_LARGE');
+    expect(huge.json<{ error: { code: string } }>().error.code).toBe(
+      'CANOPY_INGEST_PAYLOAD_TOO_LARGE',
+    );
 
-    const empty = await app.api.inject({ method: 'POST', url: '/api/data', payload: '', headers: { 'content-type': 'application/json' } });
+    const empty = await app.api.inject({
+      method: 'POST',
+      url: '/api/data',
+      payload: '',
+      headers: { 'content-type': 'application/json' },
+    });
     expect(empty.statusCode).toBe(400);
-    expect(empty.json<{ rejected: { reason: string }[] }>().rejected[0]?.reason).toBe('EMPTY_PAYLOAD');
-    expect((await deadLetters('&reason=INVALID_JSON')).some((d) => d.raw.startsWith('{"sensor_id": "a"'))).toBe(true);
+    expect(empty.json<{ rejected: { reason: string }[] }>().rejected[0]?.reason).toBe(
+      'EMPTY_PAYLOAD',
+    );
+    expect(
+      (await deadLetters('&reason=INVALID_JSON')).some((d) =>
+        d.raw.startsWith('{"sensor_id": "a"'),
+      ),
+    ).toBe(true);
   });
 
   it('accepts NDJSON and CSV, rejecting only the bad lines', async () => {
-    const ndjson = [`{"sensor_id":"nd-1","value":1,"timestamp":"${iso()}"}`, 'not json', `{"sensor_id":"nd-1","value":2,"timestamp":"${iso(-5)}"}`].join('\n');
-    const nd = await app.api.inject({ method: 'POST', url: '/api/data', payload: ndjson, headers: { 'content-type': 'application/x-ndjson' } });
+    const ndjson = [
+      `{"sensor_id":"nd-1","value":1,"timestamp":"${iso()}"}`,
+      'not json',
+      `{"sensor_id":"nd-1","value":2,"timestamp":"${iso(-5)}"}`,
+    ].join('\n');
+    const nd = await app.api.inject({
+      method: 'POST',
+      url: '/api/data',
+      payload: ndjson,
+      headers: { 'content-type': 'application/x-ndjson' },
+    });
     expect(nd.statusCode).toBe(400);
     expect(nd.json<{ accepted: number }>().accepted).toBe(2);
 
     const csv = `timestamp,device_id,value,unit,anomaly_score\n${iso()},csv-1,20.5,C,0.1\n${iso(-1)},csv-1,warm,C,0.1\n${iso(-2)},csv-1,,C,\n`;
-    const c = await app.api.inject({ method: 'POST', url: '/api/data', payload: csv, headers: { 'content-type': 'text/csv' } });
+    const c = await app.api.inject({
+      method: 'POST',
+      url: '/api/data',
+      payload: csv,
+      headers: { 'content-type': 'text/csv' },
+    });
     expect(c.statusCode).toBe(400);
-    expect(c.json<{ accepted: number; rejected: { reason: string }[] }>().rejected.map((r) => r.reason)).toEqual(['INVALID_VALUE']);
+    expect(
+      c.json<{ accepted: number; rejected: { reason: string }[] }>().rejected.map((r) => r.reason),
+    ).toEqual(['INVALID_VALUE']);
     expect((await readingsOf('csv-1')).map((r) => r.value).sort()).toEqual([20.5, null].sort());
 
-    const ok = await app.api.inject({ method: 'POST', url: '/api/data', payload: `timestamp,device_id,value\n${iso()},csv-2,1\n`, headers: { 'content-type': 'text/csv' } });
+    const ok = await app.api.inject({
+      method: 'POST',
+      url: '/api/data',
+      payload: `timestamp,device_id,value\n${iso()},csv-2,1\n`,
+      headers: { 'content-type': 'text/csv' },
+    });
     expect(ok.statusCode).toBe(200);
     expect(ok.json()).toMatchObject({ accepted: 1, rejected: [] });
   });
@@ -123,18 +183,40 @@ describe('HTTP ingest with bad records', () => {
 
 describe('MQTT ingest with bad payloads', () => {
   it('acknowledges, dead-letters garbage, keeps the connection and stores the good readings', async () => {
-    const client = await mqtt.connectAsync(`mqtt://127.0.0.1:${app.mqttPort}`, { clientId: 'bad-input-test' });
+    const client = await mqtt.connectAsync(`mqtt://127.0.0.1:${app.mqttPort}`, {
+      clientId: 'bad-input-test',
+    });
     try {
       await client.publishAsync('iot/data', 'definitely not json', { qos: 1 });
-      await client.publishAsync('sensors/greenhouse/1', JSON.stringify([{ sensor_id: 'mq-1', value: 4, timestamp: iso() }, { sensor_id: 'mq-1', value: 'x', timestamp: iso() }]), { qos: 1 });
-      await client.publishAsync('iot/data', JSON.stringify({ sensor_id: 'mq-1', timestamp: iso(-10), readings: { temperature: 21, humidity: 'wet' } }), { qos: 1 });
+      await client.publishAsync(
+        'sensors/greenhouse/1',
+        JSON.stringify([
+          { sensor_id: 'mq-1', value: 4, timestamp: iso() },
+          { sensor_id: 'mq-1', value: 'x', timestamp: iso() },
+        ]),
+        { qos: 1 },
+      );
+      await client.publishAsync(
+        'iot/data',
+        JSON.stringify({
+          sensor_id: 'mq-1',
+          timestamp: iso(-10),
+          readings: { temperature: 21, humidity: 'wet' },
+        }),
+        { qos: 1 },
+      );
       expect(client.connected).toBe(true);
     } finally {
       await client.endAsync();
     }
     const letters = await deadLetters('&source=mqtt');
-    expect(letters.map((d) => d.reason).sort()).toEqual(['INVALID_JSON', 'INVALID_VALUE', 'INVALID_VALUE'].sort());
-    expect(letters.find((d) => d.reason === 'INVALID_JSON')).toMatchObject({ raw: 'definitely not json', origin: 'iot/data' });
+    expect(letters.map((d) => d.reason).sort()).toEqual(
+      ['INVALID_JSON', 'INVALID_VALUE', 'INVALID_VALUE'].sort(),
+    );
+    expect(letters.find((d) => d.reason === 'INVALID_JSON')).toMatchObject({
+      raw: 'definitely not json',
+      origin: 'iot/data',
+    });
     expect((await readingsOf('mq-1')).map((r) => r.value)).toEqual([4]);
     expect((await readingsOf('mq-1.temperature')).map((r) => r.value)).toEqual([21]);
   });
@@ -142,7 +224,11 @@ describe('MQTT ingest with bad payloads', () => {
   it('passes messages on other topics through the broker without ingesting them', async () => {
     const before = await app.store.countReadings();
     const client = await mqtt.connectAsync(`mqtt://127.0.0.1:${app.mqttPort}`);
-    await client.publishAsync('other/topic', JSON.stringify({ sensor_id: 'elsewhere', value: 1, timestamp: iso() }), { qos: 1 });
+    await client.publishAsync(
+      'other/topic',
+      JSON.stringify({ sensor_id: 'elsewhere', value: 1, timestamp: iso() }),
+      { qos: 1 },
+    );
     await client.endAsync();
     expect(await app.store.countReadings()).toBe(before);
   });

@@ -17,7 +17,10 @@ async function allValues(httpUrl: string, sensorId: string): Promise<Set<number>
   let cursor: string | null = null;
   do {
     const url = `${httpUrl}/api/data?sensor_id=${sensorId}&limit=10000${cursor ? `&cursor=${cursor}` : ''}`;
-    const page = (await (await fetch(url)).json()) as { data: { value: number }[]; next_cursor: string | null };
+    const page = (await (await fetch(url)).json()) as {
+      data: { value: number }[];
+      next_cursor: string | null;
+    };
     for (const r of page.data) values.add(r.value);
     cursor = page.next_cursor;
   } while (cursor);
@@ -33,7 +36,10 @@ describe('kill -9 durability', () => {
     const ackedHttp: number[] = [];
     let stop = false;
 
-    const client = await mqtt.connectAsync(first.mqttUrl, { clientId: 'kill9-publisher', reconnectPeriod: 0 });
+    const client = await mqtt.connectAsync(first.mqttUrl, {
+      clientId: 'kill9-publisher',
+      reconnectPeriod: 0,
+    });
     client.on('error', () => undefined);
     const mqttLoad = (async () => {
       // Up to 50 publishes in flight; record each one whose PUBACK arrived.
@@ -42,7 +48,11 @@ describe('kill -9 durability', () => {
       while (!stop) {
         const n = i++;
         const p = client
-          .publishAsync('iot/data', JSON.stringify({ sensor_id: 'kill9-mqtt', value: n, timestamp: base + n }), { qos: 1 })
+          .publishAsync(
+            'iot/data',
+            JSON.stringify({ sensor_id: 'kill9-mqtt', value: n, timestamp: base + n }),
+            { qos: 1 },
+          )
           .then(
             () => void ackedMqtt.push(n),
             () => undefined,
@@ -55,9 +65,17 @@ describe('kill -9 durability', () => {
     const httpLoad = (async () => {
       for (let batch = 0; !stop; batch++) {
         const values = Array.from({ length: 100 }, (_, k) => batch * 100 + k);
-        const body = values.map((v) => ({ sensor_id: 'kill9-http', value: v, timestamp: base + v }));
+        const body = values.map((v) => ({
+          sensor_id: 'kill9-http',
+          value: v,
+          timestamp: base + v,
+        }));
         try {
-          const res = await fetch(`${first.httpUrl}/api/data`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+          const res = await fetch(`${first.httpUrl}/api/data`, {
+            method: 'POST',
+            headers: { 'content-type': 'application/json' },
+            body: JSON.stringify(body),
+          });
           if (res.status === 200) ackedHttp.push(...values);
         } catch {
           return; // the server died mid-request: not acknowledged
@@ -66,7 +84,8 @@ describe('kill -9 durability', () => {
     })();
 
     // Let load build up, then kill without warning.
-    while (ackedMqtt.length < 2_000 || ackedHttp.length < 5_000) await new Promise((r) => setTimeout(r, 50));
+    while (ackedMqtt.length < 2_000 || ackedHttp.length < 5_000)
+      await new Promise((r) => setTimeout(r, 50));
     first.child.kill('SIGKILL');
     expect(await first.exited).toBe('SIGKILL');
     stop = true;
@@ -79,7 +98,10 @@ describe('kill -9 durability', () => {
       const storedHttp = await allValues(second.httpUrl, 'kill9-http');
       const lostMqtt = ackedMqtt.filter((v) => !storedMqtt.has(v));
       const lostHttp = ackedHttp.filter((v) => !storedHttp.has(v));
-      expect({ lostMqtt: lostMqtt.length, lostHttp: lostHttp.length }).toEqual({ lostMqtt: 0, lostHttp: 0 });
+      expect({ lostMqtt: lostMqtt.length, lostHttp: lostHttp.length }).toEqual({
+        lostMqtt: 0,
+        lostHttp: 0,
+      });
       expect(ackedMqtt.length).toBeGreaterThanOrEqual(2_000);
     } finally {
       second.child.kill('SIGTERM');

@@ -6,7 +6,8 @@ type Query = Record<string, unknown>;
 export function optionalString(query: Query, name: string): string | undefined {
   const value = query[name];
   if (value === undefined || value === '') return undefined;
-  if (typeof value !== 'string') throw new CanopyError('CANOPY_API_BAD_REQUEST', `${name} must be given once`);
+  if (typeof value !== 'string')
+    throw new CanopyError('CANOPY_API_BAD_REQUEST', `${name} must be given once`);
   return value;
 }
 
@@ -15,7 +16,10 @@ export function parseLimit(query: Query, fallback: number, max: number): number 
   if (raw === undefined) return fallback;
   const n = Number(raw);
   if (!Number.isInteger(n) || n < 1 || n > max) {
-    throw new CanopyError('CANOPY_API_BAD_REQUEST', `limit must be an integer from 1 to ${max}, got "${raw}"`);
+    throw new CanopyError(
+      'CANOPY_API_BAD_REQUEST',
+      `limit must be an integer from 1 to ${max}, got "${raw}"`,
+    );
   }
   return n;
 }
@@ -25,9 +29,16 @@ export function parseTimeParam(query: Query, name: string): number | undefined {
   const raw = optionalString(query, name);
   if (raw === undefined) return undefined;
   const asNumber = Number(raw);
-  const ms = Number.isFinite(asNumber) ? (Math.abs(asNumber) < 1e11 ? asNumber * 1000 : asNumber) : Date.parse(raw);
+  const ms = Number.isFinite(asNumber)
+    ? Math.abs(asNumber) < 1e11
+      ? asNumber * 1000
+      : asNumber
+    : Date.parse(raw);
   if (!Number.isFinite(ms)) {
-    throw new CanopyError('CANOPY_API_BAD_REQUEST', `${name} must be an ISO 8601 time or epoch seconds/milliseconds, got "${raw}"`);
+    throw new CanopyError(
+      'CANOPY_API_BAD_REQUEST',
+      `${name} must be an ISO 8601 time or epoch seconds/milliseconds, got "${raw}"`,
+    );
   }
   return ms;
 }

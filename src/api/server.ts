@@ -5,7 +5,13 @@
  * Errors reach clients as `{ "error": { "code", "message", "details"? } }`
  * with the status of the code (docs/errors.md).
  */
-import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply } from 'fastify';
+import Fastify, {
+  LogController,
+  type FastifyBaseLogger,
+  type FastifyError,
+  type FastifyInstance,
+  type FastifyReply,
+} from 'fastify';
 import { CanopyError, isCanopyError } from '../core/errors.js';
 import type { IngestSink, PayloadFormat } from '../core/ingest.js';
 import { toWire } from '../core/reading.js';
@@ -33,9 +39,14 @@ const FORMAT_BY_MEDIA_TYPE: Record<string, PayloadFormat> = {
 };
 
 function sendError(reply: FastifyReply, err: CanopyError, retryAfter?: number): FastifyReply {
-  if (err.code === 'CANOPY_INGEST_OVERLOADED' && retryAfter !== undefined) reply.header('retry-after', String(retryAfter));
+  if (err.code === 'CANOPY_INGEST_OVERLOADED' && retryAfter !== undefined)
+    reply.header('retry-after', String(retryAfter));
   return reply.status(err.status).send({
-    error: { code: err.code, message: err.message, ...(err.details === undefined ? {} : { details: err.details }) },
+    error: {
+      code: err.code,
+      message: err.message,
+      ...(err.details === undefined ? {} : { details: err.details }),
+    },
   });
 }
 
@@ -52,11 +63,19 @@ export function buildApi(deps: ApiDeps): FastifyInstance {
 
   // Bodies are decoded by the ingest decoders, not by Fastify: keep them raw.
   app.removeAllContentTypeParsers();
-  app.addContentTypeParser(Object.keys(FORMAT_BY_MEDIA_TYPE), { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
+  app.addContentTypeParser(
+    Object.keys(FORMAT_BY_MEDIA_TYPE),
+    { parseAs: 'buffer' },
+    (_req, body, done) => done(null, body),
+  );
 
   app.addHook('onResponse', (request, reply, done) => {
     deps.metrics.httpDuration.observe(
-      { method: request.method, route: request.routeOptions.url ?? 'unmatched', status_code: String(reply.statusCode) },
+      {
+        method: request.method,
+        route: request.routeOptions.url ?? 'unmatched',
+        status_code: String(reply.statusCode),
+      },
       reply.elapsedTime / 1000,
     );
     done();
@@ -65,7 +84,13 @@ export function buildApi(deps: ApiDeps): FastifyInstance {
   app.setErrorHandler((error: FastifyError | CanopyError, request, reply) => {
     if (isCanopyError(error)) return sendError(reply, error, retryAfter);
     if (error.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
-      return sendError(reply, new CanopyError('CANOPY_INGEST_PAYLOAD_TOO_LARGE', `request body exceeds ${deps.maxPayloadBytes} bytes`));
+      return sendError(
+        reply,
+        new CanopyError(
+          'CANOPY_INGEST_PAYLOAD_TOO_LARGE',
+          `request body exceeds ${deps.maxPayloadBytes} bytes`,
+        ),
+      );
     }
     if (error.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') {
       return sendError(
@@ -80,23 +105,34 @@ export function buildApi(deps: ApiDeps): FastifyInstance {
       return sendError(reply, new CanopyError('CANOPY_API_BAD_REQUEST', error.message));
     }
     request.log.error({ err: error }, 'unhandled API error');
-    return sendError(reply, new CanopyError('CANOPY_API_INTERNAL', 'internal error; see the server log'));
+    return sendError(
+      reply,
+      new CanopyError('CANOPY_API_INTERNAL', 'internal error; see the server log'),
+    );
   });
 
   app.setNotFoundHandler((request, reply) =>
-    sendError(reply, new CanopyError('CANOPY_API_NOT_FOUND', `no route ${request.method} ${request.url}`)),
+    sendError(
+      reply,
+      new CanopyError('CANOPY_API_NOT_FOUND', `no route ${request.method} ${request.url}`),
+    ),
   );
 
   app.get('/healthz', () => ({ status: 'ok' }));
 
   app.get('/metrics', async (_request, reply) => {
     deps.metrics.hotStoreRows.set(await deps.store.countReadings());
-    return reply.type(deps.metrics.registry.contentType).send(await deps.metrics.registry.metrics());
+    return reply
+      .type(deps.metrics.registry.contentType)
+      .send(await deps.metrics.registry.metrics());
   });
 
   app.post('/api/data', async (request, reply) => {
     if (!request.headers['content-type']) {
-      throw new CanopyError('CANOPY_INGEST_UNSUPPORTED_MEDIA_TYPE', 'a Content-Type header is required (application/json, application/x-ndjson or text/csv)');
+      throw new CanopyError(
+        'CANOPY_INGEST_UNSUPPORTED_MEDIA_TYPE',
+        'a Content-Type header is required (application/json, application/x-ndjson or text/csv)',
+      );
     }
     const mediaType = request.headers['content-type'].split(';')[0]!.trim().toLowerCase();
     const body = request.body as Buffer | undefined;
@@ -108,16 +144,26 @@ export function buildApi(deps: ApiDeps): FastifyInstance {
       origin: `${request.method} ${request.url}`,
     });
     if (result.rejected.length === 0) {
-      return reply.status(200).send({ batch_id: result.batchId, accepted: result.accepted, rejected: [] });
+      return reply
+        .status(200)
+        .send({ batch_id: result.batchId, accepted: result.accepted, rejected: [] });
     }
     // Good records were committed; the bad ones are in the dead-letter store.
-    const rejected = result.rejected.map((r) => ({ index: r.index ?? null, reason: r.reason, message: r.message }));
+    const rejected = result.rejected.map((r) => ({
+      index: r.index ?? null,
+      reason: r.reason,
+      message: r.message,
+    }));
     return reply.status(400).send({
       error: {
         code: 'CANOPY_INGEST_REJECTED',
         message: `${rejected.length} record(s) rejected, ${result.accepted} stored: ${rejected
           .slice(0, 5)
-          .map((r) => (r.index === null ? `${r.reason}: ${r.message}` : `#${r.index} ${r.reason}: ${r.message}`))
+          .map((r) =>
+            r.index === null
+              ? `${r.reason}: ${r.message}`
+              : `#${r.index} ${r.reason}: ${r.message}`,
+          )
           .join('; ')}${rejected.length > 5 ? '; …' : ''}`,
       },
       batch_id: result.batchId,

@@ -48,7 +48,8 @@ export function chunkFile(text: string, format: PayloadFormat): string[] {
     })();
     if (!Array.isArray(parsed)) return [text];
     const chunks: string[] = [];
-    for (let i = 0; i < parsed.length; i += CHUNK_RECORDS) chunks.push(JSON.stringify(parsed.slice(i, i + CHUNK_RECORDS)));
+    for (let i = 0; i < parsed.length; i += CHUNK_RECORDS)
+      chunks.push(JSON.stringify(parsed.slice(i, i + CHUNK_RECORDS)));
     return chunks;
   }
   const lines = text.split(/\r?\n/).filter((line) => line.trim() !== '');
@@ -61,36 +62,66 @@ export function chunkFile(text: string, format: PayloadFormat): string[] {
   return chunks;
 }
 
-function resolveMapping(config: CanopyConfig, name: string | undefined): WideCsvMapping | undefined {
+function resolveMapping(
+  config: CanopyConfig,
+  name: string | undefined,
+): WideCsvMapping | undefined {
   if (name === undefined) return undefined;
   if (name === 'air-quality-uci') return AIR_QUALITY_UCI_MAPPING;
   const mapping = config.ingest.wideCsv[name];
   if (!mapping) {
-    throw new CanopyError('CANOPY_CONFIG_INVALID', `no wide-CSV mapping "${name}" under ingest.wideCsv`, {
-      details: [`ingest.wideCsv.${name}: not defined`],
-    });
+    throw new CanopyError(
+      'CANOPY_CONFIG_INVALID',
+      `no wide-CSV mapping "${name}" under ingest.wideCsv`,
+      {
+        details: [`ingest.wideCsv.${name}: not defined`],
+      },
+    );
   }
   return mapping;
 }
 
 /** A sink that forwards to a running Canopy's HTTP API. Only formats the API takes by content type. */
 function apiSink(baseUrl: string): IngestSink {
-  const contentTypes: Partial<Record<PayloadFormat, string>> = { json: 'application/json', ndjson: 'application/x-ndjson', csv: 'text/csv' };
+  const contentTypes: Partial<Record<PayloadFormat, string>> = {
+    json: 'application/json',
+    ndjson: 'application/x-ndjson',
+    csv: 'text/csv',
+  };
   return {
     async submit(message: IngestMessage) {
       const contentType = contentTypes[message.format ?? 'json'];
       if (!contentType) {
-        throw new CanopyError('CANOPY_STORE_OPEN_FAILED', `the store is in use by a running Canopy, and ${message.format} files cannot be sent over its API; stop it and run canopy ingest again`);
+        throw new CanopyError(
+          'CANOPY_STORE_OPEN_FAILED',
+          `the store is in use by a running Canopy, and ${message.format} files cannot be sent over its API; stop it and run canopy ingest again`,
+        );
       }
-      const response = await fetch(`${baseUrl}/api/data`, { method: 'POST', headers: { 'content-type': contentType }, body: message.payload });
-      const body = (await response.json()) as { accepted?: number; batch_id?: string; rejected?: { index: number | null; reason: string; message: string }[] };
+      const response = await fetch(`${baseUrl}/api/data`, {
+        method: 'POST',
+        headers: { 'content-type': contentType },
+        body: message.payload,
+      });
+      const body = (await response.json()) as {
+        accepted?: number;
+        batch_id?: string;
+        rejected?: { index: number | null; reason: string; message: string }[];
+      };
       if (response.status !== 200 && response.status !== 400) {
-        throw new CanopyError('CANOPY_STORE_COMMIT_FAILED', `API answered ${response.status}: ${JSON.stringify(body)}`);
+        throw new CanopyError(
+          'CANOPY_STORE_COMMIT_FAILED',
+          `API answered ${response.status}: ${JSON.stringify(body)}`,
+        );
       }
       return {
         batchId: body.batch_id ?? '',
         accepted: body.accepted ?? 0,
-        rejected: (body.rejected ?? []).map((r) => ({ reason: r.reason as RejectReason, message: r.message, index: r.index ?? undefined, raw: '' })),
+        rejected: (body.rejected ?? []).map((r) => ({
+          reason: r.reason as RejectReason,
+          message: r.message,
+          index: r.index ?? undefined,
+          raw: '',
+        })),
       };
     },
     submitDeadLetter() {
@@ -113,7 +144,9 @@ export async function ingestFile(
   const wideCsv = resolveMapping(config, options.mapping);
   const format = options.format ?? (wideCsv ? 'csv-wide' : formatFromName(file));
   if (format === 'csv-wide' && !wideCsv) {
-    throw new CanopyError('CANOPY_CONFIG_INVALID', 'wide CSV needs --mapping NAME', { details: ['--mapping: required with --format csv-wide'] });
+    throw new CanopyError('CANOPY_CONFIG_INVALID', 'wide CSV needs --mapping NAME', {
+      details: ['--mapping: required with --format csv-wide'],
+    });
   }
 
   const logger = silentLogger();
@@ -135,17 +168,25 @@ export async function ingestFile(
     };
   } catch (err) {
     if (!isCanopyError(err, 'CANOPY_STORE_OPEN_FAILED') || !config.http.enabled) throw err;
-    sink = apiSink(`http://${config.http.host === '0.0.0.0' ? '127.0.0.1' : config.http.host}:${config.http.port}`);
+    sink = apiSink(
+      `http://${config.http.host === '0.0.0.0' ? '127.0.0.1' : config.http.host}:${config.http.port}`,
+    );
     via = 'api';
   }
 
   const summary: IngestFileSummary = { file, format, via, accepted: 0, rejected: 0, reasons: {} };
   try {
     for (const chunk of chunkFile(text, format)) {
-      const result = await sink.submit({ source: 'file', payload: chunk, format, origin: path.basename(file) });
+      const result = await sink.submit({
+        source: 'file',
+        payload: chunk,
+        format,
+        origin: path.basename(file),
+      });
       summary.accepted += result.accepted;
       summary.rejected += result.rejected.length;
-      for (const r of result.rejected) summary.reasons[r.reason] = (summary.reasons[r.reason] ?? 0) + 1;
+      for (const r of result.rejected)
+        summary.reasons[r.reason] = (summary.reasons[r.reason] ?? 0) + 1;
     }
   } finally {
     await close();

@@ -22,7 +22,10 @@ function fail(err: unknown): never {
   process.exit(1);
 }
 
-function load(file: string | undefined, overrides?: (raw: Record<string, unknown>) => void): CanopyConfig {
+function load(
+  file: string | undefined,
+  overrides?: (raw: Record<string, unknown>) => void,
+): CanopyConfig {
   try {
     return loadConfig({ file, overrides }).config;
   } catch (err) {
@@ -30,7 +33,9 @@ function load(file: string | undefined, overrides?: (raw: Record<string, unknown
   }
 }
 
-const program = new Command('canopy').description('Canopy sensor-telemetry platform').showHelpAfterError();
+const program = new Command('canopy')
+  .description('Canopy sensor-telemetry platform')
+  .showHelpAfterError();
 
 program
   .command('up')
@@ -75,18 +80,31 @@ program
   .description('ingest a file (long CSV, wide CSV, JSON, NDJSON) into the hot store')
   .argument('<file>')
   .option('-c, --config <file>', 'YAML config file')
-  .addOption(new Option('--format <format>', 'payload format (default: from the file name and content)').choices(['json', 'ndjson', 'csv', 'csv-wide']))
+  .addOption(
+    new Option(
+      '--format <format>',
+      'payload format (default: from the file name and content)',
+    ).choices(['json', 'ndjson', 'csv', 'csv-wide']),
+  )
   .option('--mapping <name>', 'wide-CSV mapping: a name under ingest.wideCsv, or "air-quality-uci"')
-  .action(async (file: string, opts: { config?: string; format?: 'json' | 'ndjson' | 'csv' | 'csv-wide'; mapping?: string }) => {
-    const config = load(opts.config);
-    try {
-      const summary = await ingestFile(config, file, { format: opts.format, mapping: opts.mapping });
-      console.log(JSON.stringify(summary, null, 2));
-      process.exitCode = summary.rejected > 0 ? 1 : 0;
-    } catch (err) {
-      fail(err);
-    }
-  });
+  .action(
+    async (
+      file: string,
+      opts: { config?: string; format?: 'json' | 'ndjson' | 'csv' | 'csv-wide'; mapping?: string },
+    ) => {
+      const config = load(opts.config);
+      try {
+        const summary = await ingestFile(config, file, {
+          format: opts.format,
+          mapping: opts.mapping,
+        });
+        console.log(JSON.stringify(summary, null, 2));
+        process.exitCode = summary.rejected > 0 ? 1 : 0;
+      } catch (err) {
+        fail(err);
+      }
+    },
+  );
 
 program.addCommand(simulateCommand());
 

@@ -6,7 +6,12 @@
 import { Command, Option } from 'commander';
 import { systemClock } from '../core/clock.js';
 import { createLogger } from '../observability/logger.js';
-import { runSimulator, startPlantsServer, type SimulatorOptions, type SimulatorTarget } from '../simulator/index.js';
+import {
+  runSimulator,
+  startPlantsServer,
+  type SimulatorOptions,
+  type SimulatorTarget,
+} from '../simulator/index.js';
 
 interface SimulateFlags {
   mode: 'continuous' | 'batch' | 'replay';
@@ -36,7 +41,13 @@ const int = (name: string, raw: string): number => {
 function targetOf(flags: SimulateFlags): SimulatorTarget {
   switch (flags.target) {
     case 'mqtt':
-      return { kind: 'mqtt', url: flags.url ?? 'mqtt://127.0.0.1:1883', topic: flags.topic, qos: 1, readingsPerMessage: int('per-message', flags.perMessage) };
+      return {
+        kind: 'mqtt',
+        url: flags.url ?? 'mqtt://127.0.0.1:1883',
+        topic: flags.topic,
+        qos: 1,
+        readingsPerMessage: int('per-message', flags.perMessage),
+      };
     case 'http':
       return {
         kind: 'http',
@@ -45,15 +56,27 @@ function targetOf(flags: SimulateFlags): SimulatorTarget {
         format: flags.format === 'ndjson' ? 'ndjson' : 'json',
       };
     case 'file':
-      return { kind: 'file', dir: flags.dir ?? './landing', format: flags.format === 'csv' ? 'csv' : 'ndjson' };
+      return {
+        kind: 'file',
+        dir: flags.dir ?? './landing',
+        format: flags.format === 'csv' ? 'csv' : 'ndjson',
+      };
   }
 }
 
 export function simulateCommand(): Command {
   const command = new Command('simulate')
     .description('send simulated sensor readings to MQTT, HTTP or a folder')
-    .addOption(new Option('--mode <mode>', 'continuous, batch of --count, or replay of --file').choices(['continuous', 'batch', 'replay']).default('continuous'))
-    .addOption(new Option('--target <target>', 'where readings go').choices(['mqtt', 'http', 'file']).default('mqtt'))
+    .addOption(
+      new Option('--mode <mode>', 'continuous, batch of --count, or replay of --file')
+        .choices(['continuous', 'batch', 'replay'])
+        .default('continuous'),
+    )
+    .addOption(
+      new Option('--target <target>', 'where readings go')
+        .choices(['mqtt', 'http', 'file'])
+        .default('mqtt'),
+    )
     .option('--url <url>', 'broker URL (mqtt://…) or ingest URL (http://…/api/data)')
     .option('--topic <topic>', 'MQTT topic', 'iot/data')
     .option('--dir <dir>', 'folder for the file target')
@@ -87,7 +110,14 @@ export function simulateCommand(): Command {
       process.once('SIGTERM', () => void run.stop());
       await run.done;
       const stats = run.stats();
-      console.log(JSON.stringify({ sent: stats.sent, failed: stats.failed, batches: stats.batches, error: stats.error?.message ?? null }));
+      console.log(
+        JSON.stringify({
+          sent: stats.sent,
+          failed: stats.failed,
+          batches: stats.batches,
+          error: stats.error?.message ?? null,
+        }),
+      );
       process.exitCode = stats.error || stats.failed > 0 ? 1 : 0;
     });
 
@@ -98,7 +128,12 @@ export function simulateCommand(): Command {
     .option('--count <n>', 'number of plants', '50')
     .option('--seed <n>', 'random seed', '1')
     .action(async (flags: { port: string; count: string; seed: string }) => {
-      const server = await startPlantsServer({ port: int('port', flags.port), count: int('count', flags.count), seed: int('seed', flags.seed), clock: systemClock });
+      const server = await startPlantsServer({
+        port: int('port', flags.port),
+        count: int('count', flags.count),
+        seed: int('seed', flags.seed),
+        clock: systemClock,
+      });
       console.log(JSON.stringify({ url: server.url, faultyIds: server.faultyIds }));
       const close = (): void => void server.close();
       process.once('SIGINT', close);

@@ -26,17 +26,31 @@ describe('config', () => {
   it('defaults give the embedded mode', () => {
     const { config } = loadConfig({ env: {} });
     expect(config.http.port).toBe(3000);
-    expect(config.mqtt.embedded).toMatchObject({ enabled: true, port: 1883, topics: ['iot/data', 'sensors/#'] });
+    expect(config.mqtt.embedded).toMatchObject({
+      enabled: true,
+      port: 1883,
+      topics: ['iot/data', 'sensors/#'],
+    });
     expect(config.mqtt.client.enabled).toBe(false);
     expect(config.store).toMatchObject({ kind: 'duckdb', retentionHours: 24 });
-    expect(config.stream).toEqual({ zscoreWindow: 60, zscoreMinHistory: 10, zscoreThreshold: 3, deviceScoreThreshold: 0.5 });
+    expect(config.stream).toEqual({
+      zscoreWindow: 60,
+      zscoreMinHistory: 10,
+      zscoreThreshold: 3,
+      deviceScoreThreshold: 0.5,
+    });
   });
 
   it('applies the file, then the environment (named and aliased variables)', () => {
     const file = tempYaml('http:\n  port: 4000\nstore:\n  retentionHours: 48\n');
     const { config } = loadConfig({
       file,
-      env: { CANOPY_HTTP_PORT: '5000', CANOPY_MQTT_PORT: '1999', CANOPY_DATA_DIR: '/tmp/x', CANOPY_MQTT_EMBEDDED_TOPICS: '["a/#"]' },
+      env: {
+        CANOPY_HTTP_PORT: '5000',
+        CANOPY_MQTT_PORT: '1999',
+        CANOPY_DATA_DIR: '/tmp/x',
+        CANOPY_MQTT_EMBEDDED_TOPICS: '["a/#"]',
+      },
     });
     expect(config.http.port).toBe(5000);
     expect(config.store.retentionHours).toBe(48);
@@ -46,8 +60,12 @@ describe('config', () => {
   });
 
   it('lists every problem at once: unknown keys, bad types, unknown and malformed env vars', () => {
-    const file = tempYaml('http:\n  port: "x"\n  colour: blue\nbogus: 1\nsensors:\n  - id: s1\n    range: { min: 5, max: 1 }\n');
-    const problems = problemsOf(() => loadConfig({ file, env: { CANOPY_NOPE: '1', CANOPY_STORE_RETENTION_HOURS: 'many' } }));
+    const file = tempYaml(
+      'http:\n  port: "x"\n  colour: blue\nbogus: 1\nsensors:\n  - id: s1\n    range: { min: 5, max: 1 }\n',
+    );
+    const problems = problemsOf(() =>
+      loadConfig({ file, env: { CANOPY_NOPE: '1', CANOPY_STORE_RETENTION_HOURS: 'many' } }),
+    );
     expect(problems).toHaveLength(6);
     expect(problems.join('\n')).toMatch(/CANOPY_NOPE: unknown environment variable/);
     expect(problems.join('\n')).toMatch(/CANOPY_STORE_RETENTION_HOURS: expected a number/);
@@ -58,7 +76,9 @@ describe('config', () => {
   });
 
   it('reports an unreadable or non-YAML file clearly', () => {
-    expect(() => loadConfig({ file: '/nonexistent/canopy.yaml', env: {} })).toThrow(/cannot read config file/);
+    expect(() => loadConfig({ file: '/nonexistent/canopy.yaml', env: {} })).toThrow(
+      /cannot read config file/,
+    );
     expect(() => loadConfig({ file: tempYaml('a: [1, 2'), env: {} })).toThrow(/not valid YAML/);
   });
 

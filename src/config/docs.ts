@@ -27,9 +27,13 @@ export function renderConfigDocs(): string {
     '| --- | --- | --- | --- | --- |',
   ];
   for (const leaf of configLeaves()) {
-    const type = leaf.enum ? leaf.enum.map((v) => `\`${String(v)}\``).join(' \\| ') : `\`${leaf.type.replaceAll('|', '\\|')}\``;
+    const type = leaf.enum
+      ? leaf.enum.map((v) => `\`${String(v)}\``).join(' \\| ')
+      : `\`${leaf.type.replaceAll('|', '\\|')}\``;
     const description = (leaf.description ?? '').replaceAll('|', '\\|');
-    lines.push(`| \`${leaf.path.join('.')}\` | ${type} | ${formatDefault(leaf.default)} | \`${leaf.env}\` | ${description} |`);
+    lines.push(
+      `| \`${leaf.path.join('.')}\` | ${type} | ${formatDefault(leaf.default)} | \`${leaf.env}\` | ${description} |`,
+    );
   }
   lines.push(
     '',

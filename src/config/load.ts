@@ -54,7 +54,10 @@ function leafType(node: JsonSchemaNode): string {
 
 /** Every settable key of the schema, in schema order. Used for env names and the docs. */
 export function configLeaves(): ConfigLeaf[] {
-  const root = z.toJSONSchema(configSchema, { io: 'input', unrepresentable: 'any' }) as JsonSchemaNode;
+  const root = z.toJSONSchema(configSchema, {
+    io: 'input',
+    unrepresentable: 'any',
+  }) as JsonSchemaNode;
   const leaves: ConfigLeaf[] = [];
   const walk = (node: JsonSchemaNode, path: string[]): void => {
     if (node.type === 'object' && node.properties) {
@@ -88,7 +91,9 @@ function parseEnvValue(leaf: ConfigLeaf, raw: string): { value: unknown } | { er
   const kind = leaf.type;
   if (kind === 'integer' || kind === 'number') {
     const n = Number(raw);
-    return raw.trim() !== '' && Number.isFinite(n) ? { value: n } : { error: `expected a number, got "${raw}"` };
+    return raw.trim() !== '' && Number.isFinite(n)
+      ? { value: n }
+      : { error: `expected a number, got "${raw}"` };
   }
   if (kind === 'boolean') {
     if (raw === 'true' || raw === '1') return { value: true };
@@ -126,19 +131,29 @@ export function loadConfig(options: LoadOptions = {}): LoadedConfig {
     try {
       text = readFileSync(file, 'utf8');
     } catch (cause) {
-      throw new CanopyError('CANOPY_CONFIG_UNREADABLE', `cannot read config file ${file}`, { cause });
+      throw new CanopyError('CANOPY_CONFIG_UNREADABLE', `cannot read config file ${file}`, {
+        cause,
+      });
     }
     let parsed: unknown;
     try {
       parsed = parseYaml(text);
     } catch (cause) {
-      throw new CanopyError('CANOPY_CONFIG_UNREADABLE', `config file ${file} is not valid YAML: ${(cause as Error).message}`, { cause });
+      throw new CanopyError(
+        'CANOPY_CONFIG_UNREADABLE',
+        `config file ${file} is not valid YAML: ${(cause as Error).message}`,
+        { cause },
+      );
     }
     if (parsed !== null && parsed !== undefined) {
       if (typeof parsed !== 'object' || Array.isArray(parsed)) {
-        throw new CanopyError('CANOPY_CONFIG_INVALID', `config file ${file} must hold a mapping at the top`, {
-          details: ['(root): expected a mapping'],
-        });
+        throw new CanopyError(
+          'CANOPY_CONFIG_INVALID',
+          `config file ${file} must hold a mapping at the top`,
+          {
+            details: ['(root): expected a mapping'],
+          },
+        );
       }
       raw = parsed as Record<string, unknown>;
     }

@@ -55,28 +55,40 @@ const wideCsvMapping = z.strictObject({
   }),
   missingValue: z.number().optional(),
   columns: z
-    .record(z.string(), z.strictObject({ sensorType: z.string().optional(), unit: z.string().optional() }))
+    .record(
+      z.string(),
+      z.strictObject({ sensorType: z.string().optional(), unit: z.string().optional() }),
+    )
     .optional(),
 });
 
 const pollSource = z.strictObject({
-  name: z.string().regex(/^[a-z0-9-]+$/).describe('Source name; readings carry `poll:<name>` as source.'),
+  name: z
+    .string()
+    .regex(/^[a-z0-9-]+$/)
+    .describe('Source name; readings carry `poll:<name>` as source.'),
   urlTemplate: z
     .string()
     .describe('URL with `{id}` replaced by each id, e.g. `http://127.0.0.1:4000/plants/{id}`.'),
-  ids: z.array(z.union([z.string(), z.number()])).min(1).describe('The ids to poll each round.'),
+  ids: z
+    .array(z.union([z.string(), z.number()]))
+    .min(1)
+    .describe('The ids to poll each round.'),
   format: z.enum(['json', 'plants']).default('json').describe('How to decode each response.'),
   intervalMs: positiveMs.default(60_000),
   timeoutMs: positiveMs.default(5_000),
   concurrency: z.number().int().min(1).max(256).default(8),
-  retries: z.number().int().min(0).max(10).default(2).describe('Retries after a failed fetch, with backoff.'),
+  retries: z
+    .number()
+    .int()
+    .min(0)
+    .max(10)
+    .default(2)
+    .describe('Retries after a failed fetch, with backoff.'),
 });
 
 export const configSchema = z.strictObject({
-  dataDir: z
-    .string()
-    .default('./data')
-    .describe('Where the hot store and (later) the lake live.'),
+  dataDir: z.string().default('./data').describe('Where the hot store and (later) the lake live.'),
   log: z
     .strictObject({
       level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
@@ -93,13 +105,18 @@ export const configSchema = z.strictObject({
     .strictObject({
       embedded: z
         .strictObject({
-          enabled: z.boolean().default(true).describe('Run the embedded MQTT broker (aedes, MQTT 3.1.1).'),
+          enabled: z
+            .boolean()
+            .default(true)
+            .describe('Run the embedded MQTT broker (aedes, MQTT 3.1.1).'),
           host: z.string().default('127.0.0.1'),
           port: port.default(1883).describe('Embedded broker port.'),
           portFallback: z
             .boolean()
             .default(true)
-            .describe('If the port is taken (say by Mosquitto), use a free port and log it, instead of failing.'),
+            .describe(
+              'If the port is taken (say by Mosquitto), use a free port and log it, instead of failing.',
+            ),
           topics: z
             .array(z.string())
             .default(['iot/data', 'sensors/#'])
@@ -108,9 +125,15 @@ export const configSchema = z.strictObject({
         .prefault({}),
       client: z
         .strictObject({
-          enabled: z.boolean().default(false).describe('Subscribe to an external broker (Mosquitto, EMQX, …).'),
+          enabled: z
+            .boolean()
+            .default(false)
+            .describe('Subscribe to an external broker (Mosquitto, EMQX, …).'),
           url: z.string().default('mqtt://127.0.0.1:1883'),
-          clientId: z.string().default('canopy-ingest').describe('Stable id: the broker keeps the session.'),
+          clientId: z
+            .string()
+            .default('canopy-ingest')
+            .describe('Stable id: the broker keeps the session.'),
           topics: z.array(z.string()).default(['iot/data', 'sensors/#']),
           username: z.string().optional(),
           password: z.string().optional().describe('Secret: never logged.'),
@@ -125,7 +148,11 @@ export const configSchema = z.strictObject({
   poll: z.array(pollSource).default([]).describe('HTTP endpoints polled on an interval.'),
   ingest: z
     .strictObject({
-      maxPayloadBytes: z.number().int().positive().default(10 * 1024 * 1024),
+      maxPayloadBytes: z
+        .number()
+        .int()
+        .positive()
+        .default(10 * 1024 * 1024),
       maxReadingsPerPayload: z.number().int().positive().default(100_000),
       maxStringLength: z.number().int().positive().default(256),
       maxFutureSkewMs: z
@@ -149,12 +176,17 @@ export const configSchema = z.strictObject({
       wideCsv: z
         .record(z.string(), wideCsvMapping)
         .default({})
-        .describe('Named column mappings for wide CSV files (`canopy ingest --format csv-wide --mapping NAME`).'),
+        .describe(
+          'Named column mappings for wide CSV files (`canopy ingest --format csv-wide --mapping NAME`).',
+        ),
     })
     .prefault({}),
   store: z
     .strictObject({
-      kind: z.enum(['duckdb']).default('duckdb').describe('Hot-store engine (PostgreSQL arrives with scale-out).'),
+      kind: z
+        .enum(['duckdb'])
+        .default('duckdb')
+        .describe('Hot-store engine (PostgreSQL arrives with scale-out).'),
       path: z.string().optional().describe('DuckDB file; default `<dataDir>/canopy.duckdb`.'),
       retentionHours: z.number().positive().default(24).describe('Hot window kept in the store.'),
       purgeIntervalMs: positiveMs.default(600_000),
@@ -162,17 +194,33 @@ export const configSchema = z.strictObject({
     .prefault({}),
   stream: z
     .strictObject({
-      zscoreWindow: z.number().int().min(2).default(60).describe('Previous readings the z-score compares against.'),
-      zscoreMinHistory: z.number().int().min(2).default(10).describe('Readings needed before the z-score can fire.'),
+      zscoreWindow: z
+        .number()
+        .int()
+        .min(2)
+        .default(60)
+        .describe('Previous readings the z-score compares against.'),
+      zscoreMinHistory: z
+        .number()
+        .int()
+        .min(2)
+        .default(10)
+        .describe('Readings needed before the z-score can fire.'),
       zscoreThreshold: z.number().positive().default(3),
-      deviceScoreThreshold: z.number().default(0.5).describe('`anomaly_score` above this is a device anomaly.'),
+      deviceScoreThreshold: z
+        .number()
+        .default(0.5)
+        .describe('`anomaly_score` above this is a device anomaly.'),
     })
     .prefault({}),
   sensorTypes: z
     .record(z.string(), sensorType)
     .default({})
     .describe('Per-type settings; merged over the built-in types (temperature, humidity, …).'),
-  sensors: z.array(sensor).default([]).describe('Known sensors; others are registered on first sight.'),
+  sensors: z
+    .array(sensor)
+    .default([])
+    .describe('Known sensors; others are registered on first sight.'),
   simulator: z
     .strictObject({
       enabled: z.boolean().default(false).describe('`canopy up --simulate` turns this on.'),
@@ -180,10 +228,16 @@ export const configSchema = z.strictObject({
       ratePerSecond: z.number().positive().default(50),
       anomalyRate: z.number().min(0).max(1).default(0.02),
       seed: z.number().int().default(1),
-      target: z.enum(['mqtt', 'http']).default('mqtt').describe('How simulated sensors reach Canopy.'),
+      target: z
+        .enum(['mqtt', 'http'])
+        .default('mqtt')
+        .describe('How simulated sensors reach Canopy.'),
       plants: z
         .strictObject({
-          enabled: z.boolean().default(true).describe('Serve the plants API and poll it each minute.'),
+          enabled: z
+            .boolean()
+            .default(true)
+            .describe('Serve the plants API and poll it each minute.'),
           port: port.default(0).describe('0 picks a free port.'),
           count: z.number().int().min(1).max(1000).default(50),
           intervalMs: positiveMs.default(60_000),

@@ -13,7 +13,9 @@ export function renderErrorDocs(): string {
     '',
     '| code | HTTP status | meaning |',
     '| --- | --- | --- |',
-    ...Object.entries(ERROR_CODES).map(([code, spec]) => `| \`${code}\` | ${spec.status} | ${spec.summary} |`),
+    ...Object.entries(ERROR_CODES).map(
+      ([code, spec]) => `| \`${code}\` | ${spec.status} | ${spec.summary} |`,
+    ),
     '',
     '## Dead-letter reasons',
     '',

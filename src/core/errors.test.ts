@@ -21,6 +21,8 @@ describe('errors', () => {
     const doc = readFileSync('docs/errors.md', 'utf8');
     expect(doc).toBe(renderErrorDocs());
     const documented = [...doc.matchAll(/^\| `([A-Z_]+)` \|/gm)].map((m) => m[1]);
-    expect(documented.sort()).toEqual([...Object.keys(ERROR_CODES), ...Object.keys(REJECT_REASONS)].sort());
+    expect(documented.sort()).toEqual(
+      [...Object.keys(ERROR_CODES), ...Object.keys(REJECT_REASONS)].sort(),
+    );
   });
 });

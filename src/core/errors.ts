@@ -41,7 +41,8 @@ export const ERROR_CODES = {
   },
   CANOPY_STORE_COMMIT_FAILED: {
     status: 503,
-    summary: 'The hot store could not commit a batch; nothing in it was acknowledged. Safe to retry.',
+    summary:
+      'The hot store could not commit a batch; nothing in it was acknowledged. Safe to retry.',
   },
   CANOPY_STORE_CLOSED: {
     status: 503,
@@ -65,7 +66,8 @@ export const ERROR_CODES = {
   },
   CANOPY_SOURCE_START_FAILED: {
     status: 500,
-    summary: 'A source could not start (port in use, broker unreachable, …). Start-up is retried by the runtime where it can be.',
+    summary:
+      'A source could not start (port in use, broker unreachable, …). Start-up is retried by the runtime where it can be.',
   },
   CANOPY_SOURCE_FILE_UNREADABLE: {
     status: 400,
@@ -85,7 +87,11 @@ export class CanopyError extends Error {
   /** Structured detail for the caller (e.g. the list of config problems). */
   readonly details: unknown;
 
-  constructor(code: ErrorCode, message: string, options: { cause?: unknown; details?: unknown } = {}) {
+  constructor(
+    code: ErrorCode,
+    message: string,
+    options: { cause?: unknown; details?: unknown } = {},
+  ) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'CanopyError';
     this.code = code;
@@ -111,7 +117,8 @@ export const REJECT_REASONS = {
   NOT_AN_OBJECT: 'A record is not a JSON object.',
   TOO_MANY_READINGS: 'One payload carried more readings than `ingest.maxReadingsPerPayload`.',
   MISSING_SENSOR_ID: 'No `sensor_id` (or `device_id`).',
-  INVALID_SENSOR_ID: 'The sensor id is empty, not a string, or has characters outside [A-Za-z0-9._:/-].',
+  INVALID_SENSOR_ID:
+    'The sensor id is empty, not a string, or has characters outside [A-Za-z0-9._:/-].',
   MISSING_TIMESTAMP: 'No `timestamp` (or `event_time`, `ts`).',
   INVALID_TIMESTAMP: 'The timestamp is neither ISO 8601 nor epoch seconds/milliseconds.',
   FUTURE_TIMESTAMP: 'The timestamp is more than `ingest.maxFutureSkewMs` ahead of the clock.',

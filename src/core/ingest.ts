@@ -48,7 +48,9 @@ export interface IngestSink {
    * Records a failure that produced no payload to decode (an endpoint that
    * answered 500, a timeout) as a dead letter; resolves after the commit.
    */
-  submitDeadLetter(deadLetter: Omit<DeadLetter, 'receivedAt'> & { receivedAt?: number }): Promise<void>;
+  submitDeadLetter(
+    deadLetter: Omit<DeadLetter, 'receivedAt'> & { receivedAt?: number },
+  ): Promise<void>;
 }
 
 /** A decoded but not yet validated record, with its position in the payload. */

@@ -81,7 +81,10 @@ export interface HotStore {
    * it is durably committed. On rejection nothing of the call was written.
    * Seqs are assigned in array order and are strictly increasing across calls.
    */
-  append(readings: readonly NewReading[], deadLetters: readonly DeadLetter[]): Promise<AppendResult>;
+  append(
+    readings: readonly NewReading[],
+    deadLetters: readonly DeadLetter[],
+  ): Promise<AppendResult>;
 
   /** Newest first: ordered by event time descending, then seq descending. */
   queryReadings(query: ReadingQuery): Promise<Page<StoredReading>>;

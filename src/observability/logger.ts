@@ -12,7 +12,10 @@ export function createLogger(level: LevelWithSilent = 'info'): Logger {
     level,
     base: { service: 'canopy' },
     // Secrets that may sit in config or request objects never reach a log line.
-    redact: { paths: ['*.password', '*.secret', '*.token', 'config.mqtt.client.password'], censor: '***' },
+    redact: {
+      paths: ['*.password', '*.secret', '*.token', 'config.mqtt.client.password'],
+      censor: '***',
+    },
   });
 }
 

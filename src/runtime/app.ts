@@ -88,7 +88,13 @@ export async function startCanopy(config: CanopyConfig, options: StartOptions): 
       return Promise.resolve();
     });
 
-    const api = buildApi({ sink: pipeline, store, metrics, logger, maxPayloadBytes: config.ingest.maxPayloadBytes });
+    const api = buildApi({
+      sink: pipeline,
+      store,
+      metrics,
+      logger,
+      maxPayloadBytes: config.ingest.maxPayloadBytes,
+    });
     let httpPort: number | null = null;
     if (config.http.enabled) {
       await api.listen({ host: config.http.host, port: config.http.port });
@@ -99,17 +105,30 @@ export async function startCanopy(config: CanopyConfig, options: StartOptions): 
 
     let mqttPort: number | null = null;
     if (config.mqtt.embedded.enabled) {
-      const broker = new EmbeddedMqttBroker({ ...config.mqtt.embedded, sink: pipeline, logger: logger.child({ component: 'mqtt-broker' }) });
+      const broker = new EmbeddedMqttBroker({
+        ...config.mqtt.embedded,
+        sink: pipeline,
+        logger: logger.child({ component: 'mqtt-broker' }),
+      });
       stops.push(() => broker.stop());
       mqttPort = await broker.start();
     }
     if (config.mqtt.client.enabled) {
-      const client = new MqttClientSource({ ...config.mqtt.client, sink: pipeline, logger: logger.child({ component: 'mqtt-client' }) });
+      const client = new MqttClientSource({
+        ...config.mqtt.client,
+        sink: pipeline,
+        logger: logger.child({ component: 'mqtt-client' }),
+      });
       stops.push(() => client.stop());
       await client.start();
     }
     const startPoll = (poll: CanopyConfig['poll'][number]): void => {
-      const source = new HttpPollSource({ ...poll, sink: pipeline, metrics, logger: logger.child({ component: 'poll', source: poll.name }) });
+      const source = new HttpPollSource({
+        ...poll,
+        sink: pipeline,
+        metrics,
+        logger: logger.child({ component: 'poll', source: poll.name }),
+      });
       stops.push(() => source.stop());
       source.start();
     };
@@ -117,7 +136,13 @@ export async function startCanopy(config: CanopyConfig, options: StartOptions): 
 
     let simulation: Simulation | undefined;
     if (config.simulator.enabled) {
-      simulation = await startSimulation(config, { httpPort, mqttPort, clock, logger: logger.child({ component: 'simulator' }), startPoll });
+      simulation = await startSimulation(config, {
+        httpPort,
+        mqttPort,
+        clock,
+        logger: logger.child({ component: 'simulator' }),
+        startPoll,
+      });
       stops.push(() => simulation!.stop());
     }
 

@@ -94,13 +94,20 @@ export class IngestPipeline implements IngestSink {
     }));
 
     if (rows.length > 0 || deadLetters.length > 0) await this.enqueue(rows, deadLetters, sensors);
-    if (rows.length > 0) this.o.metrics.readingsAccepted.inc({ source: message.source }, rows.length);
-    for (const r of rejections) this.o.metrics.deadLetters.inc({ source: message.source, reason: r.reason });
+    if (rows.length > 0)
+      this.o.metrics.readingsAccepted.inc({ source: message.source }, rows.length);
+    for (const r of rejections)
+      this.o.metrics.deadLetters.inc({ source: message.source, reason: r.reason });
     return { batchId, accepted: rows.length, rejected: rejections };
   }
 
-  async submitDeadLetter(deadLetter: Omit<DeadLetter, 'receivedAt'> & { receivedAt?: number }): Promise<void> {
-    const row: DeadLetter = { ...deadLetter, receivedAt: deadLetter.receivedAt ?? this.o.clock.now() };
+  async submitDeadLetter(
+    deadLetter: Omit<DeadLetter, 'receivedAt'> & { receivedAt?: number },
+  ): Promise<void> {
+    const row: DeadLetter = {
+      ...deadLetter,
+      receivedAt: deadLetter.receivedAt ?? this.o.clock.now(),
+    };
     await this.enqueue([], [row], []);
     this.o.metrics.deadLetters.inc({ source: row.source, reason: row.reason });
   }
@@ -111,7 +118,11 @@ export class IngestPipeline implements IngestSink {
     await new Promise<void>((resolve) => this.idleWaiters.push(resolve));
   }
 
-  private enqueue(readings: NewReading[], deadLetters: DeadLetter[], sensors: SensorRecord[]): Promise<void> {
+  private enqueue(
+    readings: NewReading[],
+    deadLetters: DeadLetter[],
+    sensors: SensorRecord[],
+  ): Promise<void> {
     return new Promise<void>((resolve, reject) => {
       this.queue.push({ readings, deadLetters, sensors, resolve, reject });
       this.pendingReadings += readings.length;
@@ -172,8 +183,15 @@ export class IngestPipeline implements IngestSink {
       this.o.metrics.commitFailures.inc();
       for (const s of sensors) this.o.registry.forget(s.sensorId);
       const error =
-        err instanceof CanopyError ? err : new CanopyError('CANOPY_STORE_COMMIT_FAILED', 'hot-store commit failed', { cause: err });
-      this.o.logger.error({ err: error, readings: readings.length }, 'group commit failed; nothing in it was acknowledged');
+        err instanceof CanopyError
+          ? err
+          : new CanopyError('CANOPY_STORE_COMMIT_FAILED', 'hot-store commit failed', {
+              cause: err,
+            });
+      this.o.logger.error(
+        { err: error, readings: readings.length },
+        'group commit failed; nothing in it was acknowledged',
+      );
       for (const w of group) w.reject(error);
     } finally {
       this.pendingReadings -= readings.length;

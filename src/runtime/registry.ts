@@ -14,12 +14,23 @@ import type { SensorConfig, SensorTypeConfig } from '../config/schema.js';
 
 export class SensorRegistry {
   private readonly configured = new Map<string, SensorConfig>();
-  private readonly types = new Map<string, { unit?: string | undefined; range?: PhysicalRange | undefined; intervalMs?: number | undefined }>();
+  private readonly types = new Map<
+    string,
+    {
+      unit?: string | undefined;
+      range?: PhysicalRange | undefined;
+      intervalMs?: number | undefined;
+    }
+  >();
   /** Sensor ids already persisted in the store's sensors table. */
   private readonly known = new Set<string>();
 
-  constructor(sensors: readonly SensorConfig[], sensorTypes: Readonly<Record<string, SensorTypeConfig>>) {
-    for (const [name, builtIn] of Object.entries(BUILT_IN_SENSOR_TYPES)) this.types.set(name, { ...builtIn });
+  constructor(
+    sensors: readonly SensorConfig[],
+    sensorTypes: Readonly<Record<string, SensorTypeConfig>>,
+  ) {
+    for (const [name, builtIn] of Object.entries(BUILT_IN_SENSOR_TYPES))
+      this.types.set(name, { ...builtIn });
     for (const [name, override] of Object.entries(sensorTypes)) {
       this.types.set(name, { ...this.types.get(name), ...stripUndefined(override) });
     }
@@ -71,7 +82,9 @@ export class SensorRegistry {
       unit: reading.unit,
       location: reading.location,
       origin: 'discovered',
-      intervalMs: reading.sensorType ? (this.types.get(reading.sensorType)?.intervalMs ?? null) : null,
+      intervalMs: reading.sensorType
+        ? (this.types.get(reading.sensorType)?.intervalMs ?? null)
+        : null,
       firstSeen: reading.eventTime,
     };
   }

@@ -28,26 +28,55 @@ export async function startSimulation(
   const sim = config.simulator;
   let target: SimulatorTarget;
   if (sim.target === 'mqtt' && deps.mqttPort !== null) {
-    target = { kind: 'mqtt', url: `mqtt://127.0.0.1:${deps.mqttPort}`, topic: 'iot/data', qos: 1, clientId: 'canopy-simulator' };
+    target = {
+      kind: 'mqtt',
+      url: `mqtt://127.0.0.1:${deps.mqttPort}`,
+      topic: 'iot/data',
+      qos: 1,
+      clientId: 'canopy-simulator',
+    };
   } else if (sim.target === 'http' && deps.httpPort !== null) {
-    target = { kind: 'http', url: `http://127.0.0.1:${deps.httpPort}/api/data`, batchSize: Math.max(1, Math.round(sim.ratePerSecond / 10)) };
+    target = {
+      kind: 'http',
+      url: `http://127.0.0.1:${deps.httpPort}/api/data`,
+      batchSize: Math.max(1, Math.round(sim.ratePerSecond / 10)),
+    };
   } else {
     throw new CanopyError(
       'CANOPY_CONFIG_INVALID',
       `simulator.target is ${sim.target}, but that part of Canopy is disabled`,
-      { details: [`simulator.target: ${sim.target} needs ${sim.target === 'mqtt' ? 'mqtt.embedded' : 'http'}.enabled`] },
+      {
+        details: [
+          `simulator.target: ${sim.target} needs ${sim.target === 'mqtt' ? 'mqtt.embedded' : 'http'}.enabled`,
+        ],
+      },
     );
   }
 
   const fleet = runSimulator(
-    { mode: 'continuous', target, sensors: sim.sensors, ratePerSecond: sim.ratePerSecond, anomalyRate: sim.anomalyRate, seed: sim.seed },
+    {
+      mode: 'continuous',
+      target,
+      sensors: sim.sensors,
+      ratePerSecond: sim.ratePerSecond,
+      anomalyRate: sim.anomalyRate,
+      seed: sim.seed,
+    },
     { clock: deps.clock, logger: deps.logger },
   );
-  deps.logger.info({ sensors: sim.sensors, ratePerSecond: sim.ratePerSecond, target: target.kind }, 'simulated fleet started');
+  deps.logger.info(
+    { sensors: sim.sensors, ratePerSecond: sim.ratePerSecond, target: target.kind },
+    'simulated fleet started',
+  );
 
   let plants: Awaited<ReturnType<typeof startPlantsServer>> | undefined;
   if (sim.plants.enabled) {
-    plants = await startPlantsServer({ port: sim.plants.port, count: sim.plants.count, seed: sim.seed, clock: deps.clock });
+    plants = await startPlantsServer({
+      port: sim.plants.port,
+      count: sim.plants.count,
+      seed: sim.seed,
+      clock: deps.clock,
+    });
     deps.logger.info({ url: plants.url, plants: sim.plants.count }, 'plants API started');
     deps.startPoll({
       name: 'plants',

@@ -37,7 +37,10 @@ export interface PollRoundReport {
   failed: number;
 }
 
-type FetchOutcome = { kind: 'ok'; body: string } | { kind: 'http_error'; status: number; body: string } | { kind: 'failed'; error: string };
+type FetchOutcome =
+  | { kind: 'ok'; body: string }
+  | { kind: 'http_error'; status: number; body: string }
+  | { kind: 'failed'; error: string };
 
 export class HttpPollSource {
   private timer: NodeJS.Timeout | undefined;
@@ -107,16 +110,21 @@ export class HttpPollSource {
         }
       }
     };
-    await Promise.all(Array.from({ length: Math.min(this.o.concurrency, this.o.ids.length) }, worker));
+    await Promise.all(
+      Array.from({ length: Math.min(this.o.concurrency, this.o.ids.length) }, worker),
+    );
     return report;
   }
 
   private async fetchWithRetries(url: string): Promise<FetchOutcome> {
     let outcome: FetchOutcome = { kind: 'failed', error: 'not attempted' };
     for (let attempt = 0; attempt <= this.o.retries && !this.stopped; attempt++) {
-      if (attempt > 0) await new Promise((r) => setTimeout(r, (this.o.retryDelayMs ?? 200) * 2 ** (attempt - 1)));
+      if (attempt > 0)
+        await new Promise((r) => setTimeout(r, (this.o.retryDelayMs ?? 200) * 2 ** (attempt - 1)));
       outcome = await this.fetchOnce(url);
-      const retryable = outcome.kind === 'failed' || (outcome.kind === 'http_error' && (outcome.status >= 500 || outcome.status === 429));
+      const retryable =
+        outcome.kind === 'failed' ||
+        (outcome.kind === 'http_error' && (outcome.status >= 500 || outcome.status === 429));
       if (!retryable) break;
     }
     return outcome;
@@ -124,9 +132,14 @@ export class HttpPollSource {
 
   private async fetchOnce(url: string): Promise<FetchOutcome> {
     try {
-      const response = await fetch(url, { signal: AbortSignal.timeout(this.o.timeoutMs), headers: { accept: 'application/json' } });
+      const response = await fetch(url, {
+        signal: AbortSignal.timeout(this.o.timeoutMs),
+        headers: { accept: 'application/json' },
+      });
       const body = await response.text();
-      return response.ok ? { kind: 'ok', body } : { kind: 'http_error', status: response.status, body };
+      return response.ok
+        ? { kind: 'ok', body }
+        : { kind: 'http_error', status: response.status, body };
     } catch (err) {
       return { kind: 'failed', error: err instanceof Error ? err.message : String(err) };
     }

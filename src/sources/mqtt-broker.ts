@@ -42,15 +42,24 @@ export class EmbeddedMqttBroker {
     this.broker = broker;
     broker.authorizePublish = (client, packet, callback) => {
       if (packet.topic.startsWith('$SYS')) return callback(new Error('$SYS topics are reserved'));
-      if (!this.o.topics.some((filter) => topicMatches(filter, packet.topic))) return callback(null);
+      if (!this.o.topics.some((filter) => topicMatches(filter, packet.topic)))
+        return callback(null);
       submitPatiently(
         this.o.sink,
-        { source: 'mqtt', payload: packet.payload, origin: packet.topic, contentType: 'application/json' },
+        {
+          source: 'mqtt',
+          payload: packet.payload,
+          origin: packet.topic,
+          contentType: 'application/json',
+        },
         { isClosed: () => this.closed },
       ).then(
         () => callback(null),
         (err: unknown) => {
-          this.o.logger.warn({ err, client: client?.id, topic: packet.topic }, 'publish not acknowledged; client will resend');
+          this.o.logger.warn(
+            { err, client: client?.id, topic: packet.topic },
+            'publish not acknowledged; client will resend',
+          );
           callback(err instanceof Error ? err : new Error(String(err)));
         },
       );
@@ -74,7 +83,11 @@ export class EmbeddedMqttBroker {
     } catch (err) {
       const inUse = (err as NodeJS.ErrnoException).code === 'EADDRINUSE';
       if (!inUse || !this.o.portFallback) {
-        throw new CanopyError('CANOPY_SOURCE_START_FAILED', `embedded MQTT broker cannot listen on ${this.o.host}:${this.o.port}: ${(err as Error).message}`, { cause: err });
+        throw new CanopyError(
+          'CANOPY_SOURCE_START_FAILED',
+          `embedded MQTT broker cannot listen on ${this.o.host}:${this.o.port}: ${(err as Error).message}`,
+          { cause: err },
+        );
       }
       await listen(0);
       this.o.logger.warn(
@@ -83,7 +96,10 @@ export class EmbeddedMqttBroker {
       );
     }
     const port = (server.address() as AddressInfo).port;
-    this.o.logger.info({ host: this.o.host, port, topics: this.o.topics }, 'embedded MQTT broker listening');
+    this.o.logger.info(
+      { host: this.o.host, port, topics: this.o.topics },
+      'embedded MQTT broker listening',
+    );
     return port;
   }
 

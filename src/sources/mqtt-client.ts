@@ -52,25 +52,42 @@ export class MqttClientSource {
     client.handleMessage = (packet, callback) => {
       submitPatiently(
         this.o.sink,
-        { source: 'mqtt-client', payload: packet.payload, origin: packet.topic, contentType: 'application/json' },
+        {
+          source: 'mqtt-client',
+          payload: packet.payload,
+          origin: packet.topic,
+          contentType: 'application/json',
+        },
         { isClosed: () => this.closed },
       ).then(
         () => callback(),
         (err: unknown) => {
           // No PUBACK: the broker redelivers on the next connection.
-          this.o.logger.warn({ err, topic: packet.topic }, 'message not acknowledged; reconnecting for redelivery');
+          this.o.logger.warn(
+            { err, topic: packet.topic },
+            'message not acknowledged; reconnecting for redelivery',
+          );
           callback(err instanceof Error ? err : new Error(String(err)));
           if (!this.closed) client.reconnect();
         },
       );
     };
-    client.on('error', (err) => this.o.logger.warn({ err: err.message, url: this.o.url }, 'mqtt client error'));
-    client.on('reconnect', () => this.o.logger.debug({ url: this.o.url }, 'mqtt client reconnecting'));
+    client.on('error', (err) =>
+      this.o.logger.warn({ err: err.message, url: this.o.url }, 'mqtt client error'),
+    );
+    client.on('reconnect', () =>
+      this.o.logger.debug({ url: this.o.url }, 'mqtt client reconnecting'),
+    );
 
     try {
       await new Promise<void>((resolve, reject) => {
         const timer = setTimeout(
-          () => reject(new Error(`no CONNACK from ${this.o.url} within ${this.o.connectTimeoutMs ?? 10_000} ms`)),
+          () =>
+            reject(
+              new Error(
+                `no CONNACK from ${this.o.url} within ${this.o.connectTimeoutMs ?? 10_000} ms`,
+              ),
+            ),
           this.o.connectTimeoutMs ?? 10_000,
         );
         client.once('connect', () => {
@@ -80,12 +97,20 @@ export class MqttClientSource {
       });
       const granted = await client.subscribeAsync(this.o.topics, { qos: 1 });
       const refused = granted.filter((g) => g.qos === 128);
-      if (refused.length > 0) throw new Error(`broker refused subscriptions: ${refused.map((g) => g.topic).join(', ')}`);
+      if (refused.length > 0)
+        throw new Error(`broker refused subscriptions: ${refused.map((g) => g.topic).join(', ')}`);
     } catch (cause) {
       await this.stop();
-      throw new CanopyError('CANOPY_SOURCE_START_FAILED', `MQTT client cannot start against ${this.o.url}: ${(cause as Error).message}`, { cause });
+      throw new CanopyError(
+        'CANOPY_SOURCE_START_FAILED',
+        `MQTT client cannot start against ${this.o.url}: ${(cause as Error).message}`,
+        { cause },
+      );
     }
-    this.o.logger.info({ url: this.o.url, topics: this.o.topics, clientId: this.o.clientId }, 'MQTT client source subscribed');
+    this.o.logger.info(
+      { url: this.o.url, topics: this.o.topics, clientId: this.o.clientId },
+      'MQTT client source subscribed',
+    );
   }
 
   async stop(): Promise<void> {

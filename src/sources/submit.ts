@@ -28,7 +28,9 @@ export async function submitPatiently(
     try {
       return await sink.submit(message);
     } catch (err) {
-      const retryable = isCanopyError(err, 'CANOPY_INGEST_OVERLOADED') || isCanopyError(err, 'CANOPY_STORE_COMMIT_FAILED');
+      const retryable =
+        isCanopyError(err, 'CANOPY_INGEST_OVERLOADED') ||
+        isCanopyError(err, 'CANOPY_STORE_COMMIT_FAILED');
       if (!retryable || options.isClosed()) throw err;
       await new Promise((resolve) => setTimeout(resolve, delay));
       delay = Math.min(delay * 2, maxDelay);

@@ -36,7 +36,10 @@ describe('StreamChecker', () => {
 
   it('flags the z-score exactly where a plain recomputation says |z| > 3', () => {
     // A deterministic wavy series with spikes every 37 readings.
-    const values = Array.from({ length: 600 }, (_, i) => 20 + Math.sin(i / 7) + (i % 37 === 36 ? 9 : 0));
+    const values = Array.from(
+      { length: 600 },
+      (_, i) => 20 + Math.sin(i / 7) + (i % 37 === 36 ? 9 : 0),
+    );
     const checker = new StreamChecker(options, noRange);
     let fired = 0;
     values.forEach((v, i) => {
@@ -67,9 +70,15 @@ describe('StreamChecker', () => {
   });
 
   it('flags range and device-score anomalies and lists every rule that fired', () => {
-    const checker = new StreamChecker(options, (_id, type) => (type === 'temperature' ? { min: -40, max: 85 } : undefined));
+    const checker = new StreamChecker(options, (_id, type) =>
+      type === 'temperature' ? { min: -40, max: 85 } : undefined,
+    );
     for (let i = 0; i < 20; i++) checker.check(reading(20 + (i % 2)));
-    expect(checker.check(reading(90, { anomalyScore: 0.9 })).anomalyReasons).toEqual(['range', 'zscore', 'device']);
+    expect(checker.check(reading(90, { anomalyScore: 0.9 })).anomalyReasons).toEqual([
+      'range',
+      'zscore',
+      'device',
+    ]);
     expect(checker.check(reading(85)).anomalyReasons).not.toContain('range'); // bounds are inclusive
     expect(checker.check(reading(21, { anomalyScore: 0.5 })).isAnomaly).toBe(false); // > 0.5, not >=
     expect(checker.check(reading(null, { anomalyScore: 0.7 })).anomalyReasons).toEqual(['device']);

@@ -27,7 +27,10 @@ export interface StreamCheckOptions {
 export type AnomalyRule = 'range' | 'zscore' | 'device';
 
 /** Looks up the physical range for a sensor; undefined = no range check. */
-export type RangeLookup = (sensorId: string, sensorType: string | null) => PhysicalRange | undefined;
+export type RangeLookup = (
+  sensorId: string,
+  sensorType: string | null,
+) => PhysicalRange | undefined;
 
 /** A fixed-size ring of the latest values of one sensor. */
 class History {
@@ -87,14 +90,17 @@ export class StreamChecker {
       const history = this.historyOf(reading.sensorId);
       if (history.size >= this.options.zscoreMinHistory) {
         const z = history.zscore(value);
-        if (z !== undefined && Math.abs(z) > this.options.zscoreThreshold) (reasons ??= []).push('zscore');
+        if (z !== undefined && Math.abs(z) > this.options.zscoreThreshold)
+          (reasons ??= []).push('zscore');
       }
       history.push(value);
     }
     if (reading.anomalyScore !== null && reading.anomalyScore > this.options.deviceScoreThreshold) {
       (reasons ??= []).push('device');
     }
-    return reasons ? { isAnomaly: true, anomalyReasons: reasons } : { isAnomaly: false, anomalyReasons: [] };
+    return reasons
+      ? { isAnomaly: true, anomalyReasons: reasons }
+      : { isAnomaly: false, anomalyReasons: [] };
   }
 
   private historyOf(sensorId: string): History {

@@ -1,1 +1,6 @@
-export { StreamChecker, type StreamCheckOptions, type AnomalyRule, type RangeLookup } from './checks.js';
+export {
+  StreamChecker,
+  type StreamCheckOptions,
+  type AnomalyRule,
+  type RangeLookup,
+} from './checks.js';

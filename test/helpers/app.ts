@@ -19,15 +19,21 @@ export function testConfig(overrides: CanopyConfigInput = {}, dataDir?: string):
     env: {},
     overrides: (raw) => {
       Object.assign(raw, { dataDir: dir, log: { level: 'silent' } }, overrides);
-      const http = ((raw.http as Record<string, unknown> | undefined) ?? {});
+      const http = (raw.http as Record<string, unknown> | undefined) ?? {};
       raw.http = { port: 0, ...http };
-      const mqtt = ((raw.mqtt as Record<string, unknown> | undefined) ?? {});
-      raw.mqtt = { ...mqtt, embedded: { port: 0, ...((mqtt.embedded as object | undefined) ?? {}) } };
+      const mqtt = (raw.mqtt as Record<string, unknown> | undefined) ?? {};
+      raw.mqtt = {
+        ...mqtt,
+        embedded: { port: 0, ...((mqtt.embedded as object | undefined) ?? {}) },
+      };
     },
   }).config;
 }
 
-export async function startTestApp(overrides: CanopyConfigInput = {}, dataDir?: string): Promise<TestApp> {
+export async function startTestApp(
+  overrides: CanopyConfigInput = {},
+  dataDir?: string,
+): Promise<TestApp> {
   const config = testConfig(overrides, dataDir);
   const app = await startCanopy(config, { logger: silentLogger() });
   return {

@@ -27,6 +27,8 @@ export function portOpen(port: number, host = '127.0.0.1', timeoutMs = 1_000): P
 export async function serviceForTests(name: string, port: number): Promise<boolean> {
   if (await portOpen(port)) return true;
   if (inCI) return true;
-  console.warn(`skipping ${name} tests: nothing listens on 127.0.0.1:${port} (set CI=true to make this a failure)`);
+  console.warn(
+    `skipping ${name} tests: nothing listens on 127.0.0.1:${port} (set CI=true to make this a failure)`,
+  );
   return false;
 }
