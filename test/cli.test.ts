@@ -1,0 +1,127 @@
+/** The `canopy` command as a user runs it: exit codes, messages, and what lands in the store. */
+import { execFile } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, describe, expect, it } from 'vitest';
+import { DuckDBInstance } from '@duckdb/node-api';
+import { DuckDbHotStore } from '../src/storage/index.js';
+
+const run = promisify(execFile);
+const repoRoot = path.resolve(import.meta.dirname, '..');
+const dataDir = mkdtempSync(path.join(tmpdir(), 'canopy-cli-'));
+afterAll(() => rmSync(dataDir, { recursive: true, force: true }));
+
+async function canopy(
+  args: string[],
+  env: Record<string, string> = {},
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  try {
+    const { stdout, stderr } = await run(
+      process.execPath,
+      ['--import', 'tsx', 'src/cli/main.ts', ...args],
+      {
+        cwd: repoRoot,
+        env: {
+          PATH: process.env.PATH ?? '',
+          HOME: process.env.HOME ?? '',
+          CANOPY_DATA_DIR: dataDir,
+          ...env,
+        },
+      },
+    );
+    return { code: 0, stdout, stderr };
+  } catch (err) {
+    const e = err as { code: number; stdout: string; stderr: string };
+    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
+  }
+}
+
+describe('canopy config check', () => {
+  it('passes a valid configuration', async () => {
+    const result = await canopy(['config', 'check', '--config', 'canopy.example.yaml']);
+    expect(result).toMatchObject({ code: 0, stdout: 'configuration is valid\n' });
+  });
+
+  it('lists every problem at once and exits 2', async () => {
+    const file = path.join(dataDir, 'bad.yaml');
+    writeFileSync(file, 'http:\n  port: 99999\nstore:\n  kind: oracle\n');
+    const result = await canopy(['config', 'check', '--config', file], {
+      CANOPY_MQTT_PORT: 'abc',
+      CANOPY_TYPO: '1',
+    });
+    expect(result.code).toBe(2);
+    expect(result.stderr).toMatch(/CANOPY_CONFIG_INVALID: configuration has 4 problems/);
+    for (const part of ['http.port', 'store.kind', 'CANOPY_MQTT_PORT', 'CANOPY_TYPO'])
+      expect(result.stderr).toContain(part);
+  });
+
+  it('never prints secrets', async () => {
+    const result = await canopy(['config', 'check', '--print'], {
+      CANOPY_MQTT_CLIENT_PASSWORD: 'hunter2',
+    });
+    expect(result.code).toBe(0);
+    expect(result.stdout).not.toContain('hunter2');
+    expect(result.stdout).toContain('"password": "***"');
+  });
+});
+
+describe('canopy ingest', () => {
+  it('loads the UCI air-quality file through the wide-CSV mapping, keeping -200 as missing', async () => {
+    const result = await canopy([
+      'ingest',
+      '../shared/datasets/air-quality-uci.csv',
+      '--mapping',
+      'air-quality-uci',
+    ]);
+    expect(result.code).toBe(0);
+    const summary = JSON.parse(result.stdout) as {
+      accepted: number;
+      rejected: number;
+      via: string;
+    };
+    expect(summary).toMatchObject({ accepted: 9_357 * 13, rejected: 0, via: 'store' });
+
+    const store = new DuckDbHotStore({ path: path.join(dataDir, 'canopy.duckdb') });
+    await store.open();
+    try {
+      expect(await store.countReadings()).toBe(9_357 * 13);
+      const co = await store.queryReadings({ sensorId: 'airquality-uci.CO_GT', limit: 10_000 });
+      // The first row of the file: 10/03/2004 18:00 (UTC+1), CO_GT 2.6.
+      expect(co.items.at(-1)).toMatchObject({
+        value: 2.6,
+        eventTime: Date.UTC(2004, 2, 10, 17),
+        unit: 'mg/m³',
+      });
+    } finally {
+      await store.close();
+    }
+
+    // Oracle: the -200 cells of the file, counted by plain splitting, are the null values in plain SQL.
+    const cells = readFileSync('../shared/datasets/air-quality-uci.csv', 'utf8')
+      .trim()
+      .split('\n')
+      .slice(1)
+      .flatMap((line) => line.split(',').slice(2));
+    const sentinels = cells.filter((cell) => Number(cell) === -200).length;
+    expect(sentinels).toBeGreaterThan(10_000);
+    const db = await DuckDBInstance.create(path.join(dataDir, 'canopy.duckdb'));
+    const connection = await db.connect();
+    try {
+      const nulls = await connection.runAndReadAll(
+        'SELECT count(*) FROM readings WHERE value IS NULL',
+      );
+      expect(Number(nulls.getRows()[0]?.[0])).toBe(sentinels);
+    } finally {
+      connection.closeSync();
+      db.closeSync();
+    }
+  });
+
+  it('reports a missing file clearly', async () => {
+    const result = await canopy(['ingest', 'no-such-file.csv']);
+    expect(result.code).toBe(1);
+    expect(result.stderr).toMatch(/CANOPY_SOURCE_FILE_UNREADABLE: cannot read no-such-file.csv/);
+  });
+});
