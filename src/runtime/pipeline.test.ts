@@ -2,7 +2,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ManualClock } from '../core/clock.js';
 import { isCanopyError } from '../core/errors.js';
 import type { DeadLetter } from '../core/ingest.js';
-import type { AppendResult, HotStore, NewReading } from '../core/store.js';
+import type { AppendResult, NewReading } from '../core/store.js';
 import { loadConfig } from '../config/load.js';
 import type { CanopyConfigInput } from '../config/schema.js';
 import { silentLogger } from '../observability/logger.js';
