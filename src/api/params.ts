@@ -1,5 +1,6 @@
 /** Query-parameter parsing with errors that name the parameter (CANOPY_API_BAD_REQUEST). */
 import { CanopyError } from '../core/errors.js';
+import { parseTimestamp } from '../ingest/index.js';
 
 type Query = Record<string, unknown>;
 
@@ -24,17 +25,12 @@ export function parseLimit(query: Query, fallback: number, max: number): number 
   return n;
 }
 
-/** ISO 8601, or epoch seconds / milliseconds (the same rule as readings: below 1e11 means seconds). */
+/** ISO 8601 (no zone = UTC), or epoch seconds / milliseconds: the same rule as reading timestamps. */
 export function parseTimeParam(query: Query, name: string): number | undefined {
   const raw = optionalString(query, name);
   if (raw === undefined) return undefined;
-  const asNumber = Number(raw);
-  const ms = Number.isFinite(asNumber)
-    ? Math.abs(asNumber) < 1e11
-      ? asNumber * 1000
-      : asNumber
-    : Date.parse(raw);
-  if (!Number.isFinite(ms)) {
+  const ms = parseTimestamp(raw);
+  if (Number.isNaN(ms)) {
     throw new CanopyError(
       'CANOPY_API_BAD_REQUEST',
       `${name} must be an ISO 8601 time or epoch seconds/milliseconds, got "${raw}"`,

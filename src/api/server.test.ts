@@ -1,0 +1,118 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CanopyError } from '../core/errors.js';
+import type { IngestSink } from '../core/ingest.js';
+import { silentLogger } from '../observability/logger.js';
+import { Metrics } from '../observability/metrics.js';
+import { DuckDbHotStore } from '../storage/index.js';
+import { buildApi } from './server.js';
+
+const store = new DuckDbHotStore({ path: ':memory:' });
+let failWith: CanopyError | undefined;
+const sink: IngestSink = {
+  submit: () =>
+    failWith
+      ? Promise.reject(failWith)
+      : Promise.resolve({ batchId: 'b', accepted: 1, rejected: [] }),
+  submitDeadLetter: () => Promise.resolve(),
+};
+const app = buildApi({
+  sink,
+  store,
+  metrics: new Metrics({ defaultMetrics: false }),
+  logger: silentLogger(),
+  maxPayloadBytes: 1024,
+  retryAfterSeconds: 2,
+});
+
+beforeAll(() => store.open());
+afterAll(async () => {
+  await app.close();
+  await store.close();
+});
+
+const errorOf = (res: { json<T>(): T }) =>
+  res.json<{ error: { code: string; message: string } }>().error;
+const post = (headers: Record<string, string> = { 'content-type': 'application/json' }) =>
+  app.inject({ method: 'POST', url: '/api/data', payload: '{}', headers });
+
+describe('API errors', () => {
+  it('answers 503 with Retry-After when ingest is overloaded, and 503 when the commit failed', async () => {
+    failWith = new CanopyError('CANOPY_INGEST_OVERLOADED', 'queue full');
+    const overloaded = await post();
+    expect(overloaded.statusCode).toBe(503);
+    expect(overloaded.headers['retry-after']).toBe('2');
+    expect(errorOf(overloaded).code).toBe('CANOPY_INGEST_OVERLOADED');
+
+    failWith = new CanopyError('CANOPY_STORE_COMMIT_FAILED', 'disk full');
+    const failed = await post();
+    expect(failed.statusCode).toBe(503);
+    expect(errorOf(failed)).toEqual({ code: 'CANOPY_STORE_COMMIT_FAILED', message: 'disk full' });
+    failWith = undefined;
+    expect((await post()).statusCode).toBe(200);
+  });
+
+  it('needs a content type, and hides internal failures behind CANOPY_API_INTERNAL', async () => {
+    const none = await post({});
+    expect(none.statusCode).toBe(415);
+    failWith = new Error('boom') as CanopyError;
+    const internal = await post();
+    failWith = undefined;
+    expect(internal.statusCode).toBe(500);
+    expect(errorOf(internal)).toEqual({
+      code: 'CANOPY_API_INTERNAL',
+      message: 'internal error; see the server log',
+    });
+  });
+
+  it.each([
+    ['/api/data?limit=0', /limit must be an integer from 1 to 10000/],
+    ['/api/data?limit=abc', /limit must be an integer/],
+    ['/api/data?from=yesterday', /from must be an ISO 8601 time/],
+    ['/api/data?cursor=not-a-cursor', /cursor/],
+    ['/api/data?sensor_id=a&sensor_id=b', /sensor_id must be given once/],
+    ['/api/deadletters?limit=5000', /limit must be an integer from 1 to 1000/],
+  ])('GET %s answers 400 naming the parameter', async (url, message) => {
+    const res = await app.inject({ method: 'GET', url });
+    expect(res.statusCode).toBe(400);
+    expect(errorOf(res).code).toBe('CANOPY_API_BAD_REQUEST');
+    expect(errorOf(res).message).toMatch(message);
+  });
+
+  it('answers unknown routes with CANOPY_API_NOT_FOUND', async () => {
+    const res = await app.inject({ method: 'GET', url: '/api/nope' });
+    expect(res.statusCode).toBe(404);
+    expect(errorOf(res).code).toBe('CANOPY_API_NOT_FOUND');
+  });
+
+  it('reads from/to as ISO, epoch seconds or epoch milliseconds alike (from inclusive, to exclusive)', async () => {
+    const t0 = Date.UTC(2026, 10, 22, 10);
+    const row = (i: number) => ({
+      sensorId: 'api-t',
+      sensorType: null,
+      location: null,
+      eventTime: t0 + i * 1000,
+      value: i,
+      unit: null,
+      anomalyScore: null,
+      isAnomaly: false,
+      anomalyReasons: [],
+      ingestTime: t0,
+      source: 'test',
+      batchId: 'b',
+      imputed: false,
+    });
+    await store.append([0, 1, 2, 3, 4].map(row), []);
+    const values = async (query: string) =>
+      (await app.inject({ method: 'GET', url: `/api/data?sensor_id=api-t&${query}` }))
+        .json<{ data: { value: number }[] }>()
+        .data.map((r) => r.value);
+    const from = t0 + 1000;
+    const to = t0 + 4000;
+    const expected = [3, 2, 1];
+    expect(
+      await values(`from=${new Date(from).toISOString()}&to=${new Date(to).toISOString()}`),
+    ).toEqual(expected);
+    expect(await values(`from=${from / 1000}&to=${to / 1000}`)).toEqual(expected);
+    expect(await values(`from=${from}&to=${to}`)).toEqual(expected);
+  });
+});
