@@ -1,0 +1,20 @@
+/**
+ * Storage adapters. Only `cli`, `runtime` and `main` pick a concrete adapter;
+ * everything else depends on the interfaces in `core/store.ts`.
+ */
+export {
+  DuckDbHotStore,
+  DUCKDB_HOT_STORE_DDL,
+  DUCKDB_SCHEMA_VERSION,
+  type DuckDbHotStoreOptions,
+} from './duckdb-hot-store.js';
+export {
+  MAX_PAGE_LIMIT,
+  checkLimit,
+  checkOptionalTime,
+  decodeDeadLetterCursor,
+  decodeReadingCursor,
+  encodeDeadLetterCursor,
+  encodeReadingCursor,
+  type ReadingCursor,
+} from './query-args.js';
