@@ -2,6 +2,8 @@
  * CSV splitting shared by the long and wide decoders (csv-parse, sync API).
  */
 import { parse } from 'csv-parse/sync';
+import { errorText, rejection } from './rejection.js';
+import type { DecodeResult } from './types.js';
 
 export interface CsvRow {
   /** Cells, trimmed. A short row simply has fewer cells. */
@@ -32,4 +34,23 @@ export function splitCsv(text: string, delimiter: string): CsvRow[] {
     rows[i] = { cells: p.record, raw: (p.raw ?? '').trim() };
   }
   return rows;
+}
+
+/**
+ * `splitCsv`, turning a parse failure into one INVALID_CSV rejection of the
+ * whole payload (returns undefined then).
+ */
+export function splitCsvOrReject(
+  text: string,
+  delimiter: string,
+  out: DecodeResult,
+): CsvRow[] | undefined {
+  try {
+    return splitCsv(text, delimiter);
+  } catch (err) {
+    out.rejections.push(
+      rejection('INVALID_CSV', `CSV could not be parsed: ${errorText(err)}`, text),
+    );
+    return undefined;
+  }
 }

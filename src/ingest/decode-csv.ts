@@ -12,8 +12,8 @@
  * of a row is its position among data rows, counting from 0 after the header.
  */
 import type { Candidate } from '../core/ingest.js';
-import { splitCsv, type CsvRow } from './csv.js';
-import { errorText, rejection, tooManyReadings } from './rejection.js';
+import { splitCsvOrReject } from './csv.js';
+import { rejection, tooManyReadings } from './rejection.js';
 import type { DecodeResult, IngestLimits } from './types.js';
 
 /** Timestamp column names, in order of preference. */
@@ -34,15 +34,8 @@ interface LongCsvRecord {
 }
 
 export function decodeLongCsv(text: string, limits: IngestLimits, out: DecodeResult): void {
-  let rows: CsvRow[];
-  try {
-    rows = splitCsv(text, ',');
-  } catch (err) {
-    out.rejections.push(
-      rejection('INVALID_CSV', `CSV could not be parsed: ${errorText(err)}`, text),
-    );
-    return;
-  }
+  const rows = splitCsvOrReject(text, ',', out);
+  if (rows === undefined) return;
   const header = rows[0];
   if (header === undefined) return;
   const names = header.cells.map((c) => c.toLowerCase());

@@ -12,9 +12,9 @@
  * are left as text for validation to reject as INVALID_VALUE, cell by cell.
  */
 import type { Candidate } from '../core/ingest.js';
-import { splitCsv, type CsvRow } from './csv.js';
+import { splitCsvOrReject } from './csv.js';
 import { parseDecimal } from './numbers.js';
-import { errorText, rejection, show, tooManyReadings } from './rejection.js';
+import { rejection, show, tooManyReadings } from './rejection.js';
 import { isValidSensorId, SENSOR_ID_ALPHABET } from './sensor-id.js';
 import { parseWideTimestamp } from './wide-timestamp.js';
 import type { DecodeResult, IngestLimits, WideCsvMapping } from './types.js';
@@ -43,15 +43,8 @@ export function decodeWideCsv(
   limits: IngestLimits,
   out: DecodeResult,
 ): void {
-  let rows: CsvRow[];
-  try {
-    rows = splitCsv(text, mapping.delimiter ?? ',');
-  } catch (err) {
-    out.rejections.push(
-      rejection('INVALID_CSV', `CSV could not be parsed: ${errorText(err)}`, text),
-    );
-    return;
-  }
+  const rows = splitCsvOrReject(text, mapping.delimiter ?? ',', out);
+  if (rows === undefined) return;
   const header = rows[0];
   if (header === undefined) return;
   const names = header.cells;

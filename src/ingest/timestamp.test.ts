@@ -1,20 +1,10 @@
 import { describe, expect, it } from 'vitest';
+import { seededRandom } from '../../test/helpers/random.js';
 import { parseDecimal } from './numbers.js';
 import { epochToMs, parseIso, parseTimestamp } from './timestamp.js';
 import { validateRecord } from './validate.js';
 import { DEFAULT_LIMITS } from './types.js';
 
-/** mulberry32: a seeded PRNG so the property checks are reproducible. */
-function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 const int = (rand: () => number, min: number, max: number): number =>
   min + Math.floor(rand() * (max - min + 1));
 const pad = (n: number, width = 2): string => String(n).padStart(width, '0');

@@ -32,7 +32,6 @@ async function fileHarness(): Promise<HotStoreHarness & { file: string }> {
 
 describeHotStoreConformance('duckdb file', fileHarness);
 
-
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const CHILD = fileURLToPath(new URL('./fixtures/hot-store-child.fixture.ts', import.meta.url));
 

@@ -23,6 +23,7 @@
  * - Dead letters are ordered newest first by id, which grows with each call.
  */
 import { afterEach, describe, expect, it } from 'vitest';
+import { seededRandom } from '../../test/helpers/random.js';
 import type { ErrorCode } from '../core/errors.js';
 import type { DeadLetter } from '../core/ingest.js';
 import type { StoredReading } from '../core/reading.js';
@@ -52,18 +53,6 @@ const SENSORS = ['s-0', 's-1', 's-2', 's-3', 's-4'] as const;
 const TYPES = ['temperature', 'humidity', 'pressure'] as const;
 const LOCATIONS = ['greenhouse/a', 'greenhouse/b'] as const;
 
-/** Deterministic PRNG (mulberry32), so a failing case can be replayed. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 function pick<T>(rand: () => number, items: readonly T[]): T {
   return items[Math.floor(rand() * items.length)] as T;
 }
@@ -92,7 +81,7 @@ function reading(overrides: Partial<NewReading> = {}): NewReading {
  * seq tie-break), nulls, anomalies and imputed values.
  */
 function dataset(n: number, seed: number, spanSeconds = 120): NewReading[] {
-  const rand = prng(seed);
+  const rand = seededRandom(seed);
   return Array.from({ length: n }, (_, i) => {
     const s = pick(rand, SENSORS);
     const idx = Number(s.slice(2));
@@ -596,7 +585,7 @@ export function describeHotStoreConformance(
 
       it('filters by reason and source and paginates over every one exactly once', async () => {
         const { store } = await setup();
-        const rand = prng(18);
+        const rand = seededRandom(18);
         const reasons = ['INVALID_JSON', 'MISSING_VALUE', 'INVALID_TIMESTAMP'] as const;
         const sources = ['mqtt', 'http', 'file'];
         const input: DeadLetter[] = [];
