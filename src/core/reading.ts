@@ -32,14 +32,15 @@ export interface StoredReading extends Reading {
   seq: bigint;
   isAnomaly: boolean;
   /** Every anomaly rule that fired, e.g. `['range', 'zscore']`. */
-  anomalyReasons: string[];
+  anomalyReasons: readonly string[];
   imputed: boolean;
 }
 
 /** What the stream checks add to a reading. */
 export interface AnomalyFlags {
   isAnomaly: boolean;
-  anomalyReasons: string[];
+  /** May be a shared frozen array: never mutate it. */
+  anomalyReasons: readonly string[];
 }
 
 /** The wire form of a stored reading (snake_case JSON, ISO timestamps). */
@@ -56,7 +57,7 @@ export interface WireReading {
   batch_id: string;
   seq: string;
   is_anomaly: boolean;
-  anomaly_reasons: string[];
+  anomaly_reasons: readonly string[];
   imputed: boolean;
 }
 

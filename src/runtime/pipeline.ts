@@ -75,9 +75,18 @@ export class IngestPipeline implements IngestSink {
       if (discovered) sensors.push(discovered);
       const flags = this.o.checker.check(reading);
       for (const rule of flags.anomalyReasons) this.o.metrics.anomalies.inc({ rule });
+      // An explicit literal, not a spread: one hidden class for every row, and
+      // several times faster on this path.
       rows[i] = {
-        ...reading,
-        ...flags,
+        sensorId: reading.sensorId,
+        sensorType: reading.sensorType,
+        location: reading.location,
+        eventTime: reading.eventTime,
+        value: reading.value,
+        unit: reading.unit,
+        anomalyScore: reading.anomalyScore,
+        isAnomaly: flags.isAnomaly,
+        anomalyReasons: flags.anomalyReasons,
         ingestTime: now,
         source: message.source,
         batchId,

@@ -64,6 +64,9 @@ class History {
   }
 }
 
+/** Most readings are normal: they share one frozen result instead of allocating. */
+const NOT_ANOMALOUS: AnomalyFlags = Object.freeze({ isAnomaly: false, anomalyReasons: Object.freeze([]) });
+
 export class StreamChecker {
   private readonly histories = new Map<string, History>();
 
