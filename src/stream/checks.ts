@@ -65,7 +65,10 @@ class History {
 }
 
 /** Most readings are normal: they share one frozen result instead of allocating. */
-const NOT_ANOMALOUS: AnomalyFlags = Object.freeze({ isAnomaly: false, anomalyReasons: Object.freeze([]) });
+const NOT_ANOMALOUS: AnomalyFlags = Object.freeze({
+  isAnomaly: false,
+  anomalyReasons: Object.freeze([]),
+});
 
 export class StreamChecker {
   private readonly histories = new Map<string, History>();
@@ -101,9 +104,7 @@ export class StreamChecker {
     if (reading.anomalyScore !== null && reading.anomalyScore > this.options.deviceScoreThreshold) {
       (reasons ??= []).push('device');
     }
-    return reasons
-      ? { isAnomaly: true, anomalyReasons: reasons }
-      : { isAnomaly: false, anomalyReasons: [] };
+    return reasons ? { isAnomaly: true, anomalyReasons: reasons } : NOT_ANOMALOUS;
   }
 
   private historyOf(sensorId: string): History {
