@@ -1,0 +1,73 @@
+/** What a scenario returns; bench/run.ts adds the machine and date and writes the JSON. */
+import type { MeasuredRun } from './load-process.js';
+import type { CommitStats, ProfileSummary } from './probe.js';
+
+export type Target =
+  /** figure ÷ peer figure must reach `min`. */
+  | { kind: 'ratio'; min: number; text: string }
+  /** the figure itself must reach `min` (readings/s). */
+  | { kind: 'absolute'; min: number; text: string };
+
+export interface Figure {
+  /** e.g. `mqtt-single` or `http-batch/ndjson`. */
+  name: string;
+  /** Canopy's acknowledged readings per second. */
+  value: number;
+  unit: 'readings/s';
+  /** The limit or peer measured in the same run. */
+  peer: { name: string; value: number };
+  /** value ÷ peer.value. */
+  ratio: number;
+  target: Target;
+  /** The target is met and the run verified (nothing lost, no errors). */
+  pass: boolean;
+}
+
+export interface Verification {
+  /** Readings Canopy acknowledged over all its runs (warm-up, measured, drain). */
+  ackedReadings: number;
+  /** `store.countReadings()` after the load finished. */
+  storedReadings: number;
+  /** `store.countDeadLetters()`: the generated readings are all valid, so 0. */
+  deadLetters: number;
+  /** Failed units over every run (peer runs included). */
+  errors: number;
+  ok: boolean;
+}
+
+export interface RunRecord extends MeasuredRun {
+  system: 'canopy' | 'peer';
+  /** 1 for the first attempt; a run disturbed by other processes is repeated (see flows.ts). */
+  attempt: number;
+  /** This attempt gives the figure (the least disturbed of the attempts). */
+  used: boolean;
+  /** Canopy runs: group commits during the measured window. */
+  commits?: CommitStats;
+  /** Canopy runs with --profile: where the main thread's time went. */
+  profile?: ProfileSummary;
+}
+
+export interface ScenarioOutcome {
+  figures: Figure[];
+  verification: Verification;
+  runs: RunRecord[];
+  parameters: Record<string, unknown>;
+}
+
+export interface Scenario {
+  name: string;
+  title: string;
+  run(): Promise<ScenarioOutcome>;
+}
+
+export function figure(
+  name: string,
+  canopy: number,
+  peer: { name: string; value: number },
+  target: Target,
+  verified: boolean,
+): Figure {
+  const ratio = peer.value > 0 ? Math.round((canopy / peer.value) * 1000) / 1000 : 0;
+  const met = target.kind === 'ratio' ? ratio >= target.min : canopy >= target.min;
+  return { name, value: canopy, unit: 'readings/s', peer, ratio, target, pass: met && verified };
+}

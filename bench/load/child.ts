@@ -1,0 +1,56 @@
+/**
+ * The child side of a load process: generate every payload, report `ready`,
+ * then execute the parent's `run` commands one at a time.
+ */
+import type { ChildMessage, LoadParams, ParentMessage, RunSpec } from './protocol.js';
+import { generatePayloads } from './readings.js';
+import { drive, type Connection } from './driver.js';
+
+export type Connect = (spec: RunSpec, params: LoadParams) => Promise<Connection>;
+
+function send(message: ChildMessage): void {
+  process.send?.(message);
+}
+
+export function serveLoad(connect: Connect): void {
+  if (!process.send)
+    throw new Error('a load process must be started by bench/run.ts (it needs an IPC channel)');
+  const params = JSON.parse(process.env.BENCH_LOAD_PARAMS ?? 'null') as LoadParams | null;
+  if (!params) throw new Error('BENCH_LOAD_PARAMS is not set');
+
+  const started = performance.now();
+  const payloads = generatePayloads(params);
+  send({
+    type: 'ready',
+    generatedReadings: payloads.readings,
+    generatedBytes: payloads.bytes,
+    generateMs: Math.round(performance.now() - started),
+  });
+
+  // Where the next non-cycling run of each set continues.
+  const cursors = new Map<string, number>();
+
+  const runOne = async (spec: RunSpec): Promise<void> => {
+    const units = payloads.sets.get(spec.set);
+    if (!units) throw new Error(`no payload set named ${spec.set}`);
+    const start = spec.cycle ? 0 : (cursors.get(spec.set) ?? 0);
+    const conn = await connect(spec, params);
+    try {
+      const result = await drive(spec.cycle ? units : units.slice(start), spec, conn, send);
+      if (!spec.cycle) cursors.set(spec.set, start + result.unitsSent);
+      send({ type: 'result', result });
+    } finally {
+      await conn.close();
+    }
+  };
+
+  process.on('message', (message: ParentMessage) => {
+    if (message.type === 'exit') {
+      process.disconnect();
+      return;
+    }
+    runOne(message.spec).catch((err: unknown) =>
+      send({ type: 'error', message: err instanceof Error ? err.message : String(err) }),
+    );
+  });
+}
