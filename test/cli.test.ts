@@ -7,6 +7,7 @@ import { promisify } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
 import { DuckDBInstance } from '@duckdb/node-api';
 import { DuckDbHotStore } from '../src/storage/index.js';
+import { startTestApp } from './helpers/app.js';
 
 const run = promisify(execFile);
 const repoRoot = path.resolve(import.meta.dirname, '..');
@@ -123,5 +124,64 @@ describe('canopy ingest', () => {
     const result = await canopy(['ingest', 'no-such-file.csv']);
     expect(result.code).toBe(1);
     expect(result.stderr).toMatch(/CANOPY_SOURCE_FILE_UNREADABLE: cannot read no-such-file.csv/);
+  });
+});
+
+describe('canopy simulate', () => {
+  it('sends a seeded batch over HTTP and over MQTT to a running Canopy', async () => {
+    const app = await startTestApp();
+    try {
+      const http = await canopy([
+        'simulate',
+        '--mode',
+        'batch',
+        '--count',
+        '300',
+        '--target',
+        'http',
+        '--url',
+        `http://127.0.0.1:${app.httpPort}/api/data`,
+        '--seed',
+        '5',
+      ]);
+      expect(http.code).toBe(0);
+      expect(JSON.parse(http.stdout)).toMatchObject({ sent: 300, failed: 0, error: null });
+      const mqtt = await canopy([
+        'simulate',
+        '--mode',
+        'batch',
+        '--count',
+        '200',
+        '--target',
+        'mqtt',
+        '--url',
+        `mqtt://127.0.0.1:${app.mqttPort}`,
+        '--per-message',
+        '10',
+        '--seed',
+        '6',
+      ]);
+      expect(mqtt.code).toBe(0);
+      expect(JSON.parse(mqtt.stdout)).toMatchObject({ sent: 200, failed: 0 });
+      expect(await app.store.countReadings()).toBe(500);
+    } finally {
+      await app.dispose();
+    }
+  });
+
+  it('exits 1 and says so when the target cannot be reached', async () => {
+    const result = await canopy([
+      'simulate',
+      '--mode',
+      'batch',
+      '--count',
+      '10',
+      '--target',
+      'http',
+      '--url',
+      'http://127.0.0.1:9/api/data',
+    ]);
+    expect(result.code).toBe(1);
+    expect(JSON.parse(result.stdout)).toMatchObject({ sent: 0, failed: 10 });
   });
 });

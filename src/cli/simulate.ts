@@ -92,7 +92,7 @@ export function simulateCommand(): Command {
     .option('--batch-size <n>', 'HTTP: readings per request', '100')
     .option('--format <format>', 'HTTP: json | ndjson; file: ndjson | csv')
     .action(async (flags: SimulateFlags) => {
-      const logger = createLogger('info');
+      const logger = createLogger('info', true);
       const options: SimulatorOptions = {
         mode: flags.mode,
         target: targetOf(flags),

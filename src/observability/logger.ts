@@ -7,8 +7,11 @@ import { pino, type Logger, type LevelWithSilent } from 'pino';
 
 export type { Logger };
 
-export function createLogger(level: LevelWithSilent = 'info'): Logger {
-  return pino({
+/**
+ * `toStderr` is for commands whose stdout carries their result (`canopy simulate`).
+ */
+export function createLogger(level: LevelWithSilent = 'info', toStderr = false): Logger {
+  const options = {
     level,
     base: { service: 'canopy' },
     // Secrets that may sit in config or request objects never reach a log line.
@@ -16,7 +19,8 @@ export function createLogger(level: LevelWithSilent = 'info'): Logger {
       paths: ['*.password', '*.secret', '*.token', 'config.mqtt.client.password'],
       censor: '***',
     },
-  });
+  };
+  return toStderr ? pino(options, pino.destination(2)) : pino(options);
 }
 
 /** A logger that drops everything; for tests and benchmarks. */
