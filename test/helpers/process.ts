@@ -13,14 +13,15 @@ export interface CanopyProcess {
   exited: Promise<number | NodeJS.Signals | null>;
 }
 
-/** Starts `canopy up` with tsx on ports 0 and resolves once the API and broker listen. */
+/** Starts `canopy up [upArgs]` with tsx on ports 0 and resolves once the API and broker listen. */
 export async function spawnCanopy(
   env: Record<string, string>,
+  upArgs: string[] = [],
   timeoutMs = 20_000,
 ): Promise<CanopyProcess> {
   const child = spawn(
     process.execPath,
-    ['--import', 'tsx', path.join(repoRoot, 'src/cli/main.ts'), 'up'],
+    ['--import', 'tsx', path.join(repoRoot, 'src/cli/main.ts'), 'up', ...upArgs],
     {
       cwd: repoRoot,
       env: {
