@@ -24,7 +24,7 @@ import { MqttClientSource } from '../sources/mqtt-client.js';
 import { HttpPollSource } from '../sources/http-poll.js';
 import { DuckDbHotStore } from '../storage/index.js';
 import { createPipeline, type IngestPipeline } from './pipeline.js';
-import { startSimulation, type Simulation } from './simulation.js';
+import { startSimulation } from './simulation.js';
 
 export interface CanopyApp {
   config: CanopyConfig;
@@ -134,16 +134,15 @@ export async function startCanopy(config: CanopyConfig, options: StartOptions): 
     };
     config.poll.forEach(startPoll);
 
-    let simulation: Simulation | undefined;
     if (config.simulator.enabled) {
-      simulation = await startSimulation(config, {
+      const simulation = await startSimulation(config, {
         httpPort,
         mqttPort,
         clock,
         logger: logger.child({ component: 'simulator' }),
         startPoll,
       });
-      stops.push(() => simulation!.stop());
+      stops.push(() => simulation.stop());
     }
 
     return { config, store, pipeline, metrics, httpPort, mqttPort, api, stop: stopAll };
