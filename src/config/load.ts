@@ -199,5 +199,6 @@ export function loadConfig(options: LoadOptions = {}): LoadedConfig {
 export function redactConfig(config: CanopyConfig): CanopyConfig {
   const copy = structuredClone(config);
   if (copy.mqtt.client.password !== undefined) copy.mqtt.client.password = '***';
+  if (copy.lake.s3.secretAccessKey !== undefined) copy.lake.s3.secretAccessKey = '***';
   return copy;
 }

@@ -192,6 +192,33 @@ export const configSchema = z.strictObject({
       purgeIntervalMs: positiveMs.default(600_000),
     })
     .prefault({}),
+  lake: z
+    .strictObject({
+      kind: z.enum(['local', 's3']).default('local').describe('Where the Parquet lake lives.'),
+      path: z.string().optional().describe('Local lake folder; default `<dataDir>/lake`.'),
+      s3: z
+        .strictObject({
+          bucket: z.string().min(1).optional().describe('Bucket name (required when kind is s3).'),
+          prefix: z.string().default('').describe('Key prefix inside the bucket, e.g. `canopy/`.'),
+          endpoint: z
+            .string()
+            .optional()
+            .describe('S3-compatible endpoint URL (MinIO, s3rver, …); default AWS.'),
+          region: z.string().default('us-east-1'),
+          forcePathStyle: z
+            .boolean()
+            .default(false)
+            .describe('Path-style URLs, as most S3-compatible servers need.'),
+          accessKeyId: z.string().optional().describe('Default: the AWS SDK credential chain.'),
+          secretAccessKey: z.string().optional().describe('Secret: never logged.'),
+        })
+        .prefault({}),
+    })
+    .prefault({})
+    .refine((lake) => lake.kind !== 's3' || lake.s3.bucket !== undefined, {
+      message: 'lake.s3.bucket is required when lake.kind is s3',
+      path: ['s3', 'bucket'],
+    }),
   stream: z
     .strictObject({
       zscoreWindow: z
@@ -255,4 +282,5 @@ export type SensorConfig = z.output<typeof sensor>;
 export type SensorTypeConfig = z.output<typeof sensorType>;
 export type PollSourceConfig = z.output<typeof pollSource>;
 export type WideCsvMappingConfig = z.output<typeof wideCsvMapping>;
+export type LakeConfig = CanopyConfig['lake'];
 export type Thresholds = z.output<typeof thresholds>;

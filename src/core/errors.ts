@@ -73,6 +73,20 @@ export const ERROR_CODES = {
     status: 400,
     summary: 'A file given to `canopy ingest` or the simulator could not be read.',
   },
+  CANOPY_LAKE_INVALID_KEY: {
+    status: 400,
+    summary:
+      'An object key is not a relative path inside the lake (absolute, `..`, empty segment, backslash).',
+  },
+  CANOPY_LAKE_NOT_FOUND: {
+    status: 404,
+    summary: 'No object at that key in the lake.',
+  },
+  CANOPY_LAKE_IO_FAILED: {
+    status: 503,
+    summary:
+      'The lake (folder or bucket) could not be read or written; the message has the cause. Safe to retry.',
+  },
   CANOPY_SIMULATOR_TARGET_FAILED: {
     status: 502,
     summary: 'The simulator could not deliver to its target (broker or API down).',
