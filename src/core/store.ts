@@ -70,6 +70,23 @@ export interface AppendResult {
   lastSeq: bigint | null;
 }
 
+/** One partition file written by `exportReadings`. */
+export interface ExportedPartition {
+  /** Event date, `YYYY-MM-DD` (UTC). */
+  date: string;
+  /** Event hour, `00`–`23` (UTC). */
+  hour: string;
+  /** Local Parquet file holding the partition's rows of this export. */
+  path: string;
+}
+
+export interface ExportBatch {
+  /** Rows exported: those with seq in (afterSeq, lastSeq]. */
+  rows: number;
+  lastSeq: bigint;
+  partitions: ExportedPartition[];
+}
+
 export interface HotStore {
   /** Creates tables if needed and recovers the seq counter. Idempotent. */
   open(): Promise<void>;
@@ -103,6 +120,16 @@ export interface HotStore {
   /** Highest seq exported to the lake; 0 before any export. */
   getExportWatermark(): Promise<bigint>;
   setExportWatermark(seq: bigint): Promise<void>;
+
+  /**
+   * Writes the committed readings with seq above `afterSeq` — at most
+   * `maxRows` of them, lowest seqs first — into `dir` as ZSTD Parquet, one
+   * file per event date and hour (`dir/date=YYYY-MM-DD/hour=HH/*.parquet`,
+   * partition columns not repeated inside the files). Returns null when no
+   * row is above `afterSeq`. Writes nothing to the store: the caller
+   * uploads the files and then advances the watermark.
+   */
+  exportReadings(afterSeq: bigint, maxRows: number, dir: string): Promise<ExportBatch | null>;
 
   /**
    * Deletes readings whose event time is before `before` and whose seq is at

@@ -16,7 +16,7 @@
  * `recoverCounters`). The counter only moves after a successful COMMIT, so a
  * failed append leaves no gap and no reuse.
  */
-import { mkdirSync, realpathSync } from 'node:fs';
+import { mkdirSync, readdirSync, realpathSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
@@ -45,6 +45,8 @@ import type { StoredReading } from '../core/reading.js';
 import type {
   AppendResult,
   DeadLetterQuery,
+  ExportBatch,
+  ExportedPartition,
   HotStore,
   NewReading,
   Page,
@@ -759,6 +761,49 @@ export class DuckDbHotStore implements HotStore {
    * CANOPY_API_BAD_REQUEST for a non-finite bound, CANOPY_STORE_COMMIT_FAILED
    * if the delete fails (nothing is then deleted).
    */
+  async exportReadings(
+    afterSeq: bigint,
+    maxRows: number,
+    dir: string,
+  ): Promise<ExportBatch | null> {
+    if (!Number.isInteger(maxRows) || maxRows < 1) {
+      throw new CanopyError(
+        'CANOPY_API_BAD_REQUEST',
+        `maxRows must be a positive integer, got ${maxRows}`,
+      );
+    }
+    return await this.read(async (conn) => {
+      // One snapshot for the bound and the copy, so both see the same rows.
+      await conn.run('BEGIN TRANSACTION');
+      try {
+        const bound = (
+          await conn.runAndReadAll(
+            'SELECT max(seq), count(*) FROM (SELECT seq FROM readings WHERE seq > $1 ORDER BY seq LIMIT $2)',
+            [afterSeq, BigInt(maxRows)],
+            [BIGINT, BIGINT],
+          )
+        ).getRows()[0];
+        const lastSeq = asNullableBigInt(bound?.[0] ?? null);
+        if (lastSeq === null) return null;
+        const rows = Number(bound?.[1] ?? 0);
+        mkdirSync(dir, { recursive: true });
+        // Paths cannot be bound as parameters in COPY; `dir` comes from the
+        // export job (a temp folder), never from a user.
+        const target = dir.replaceAll("'", "''");
+        await conn.run(
+          `COPY (SELECT ${READING_COLUMNS}, strftime(event_time, '%Y-%m-%d') AS date, strftime(event_time, '%H') AS hour
+                 FROM readings WHERE seq > $1 AND seq <= $2 ORDER BY event_time, seq)
+           TO '${target}' (FORMAT parquet, COMPRESSION zstd, PARTITION_BY (date, hour), OVERWRITE_OR_IGNORE, FILENAME_PATTERN 'part-{i}')`,
+          [afterSeq, lastSeq],
+          [BIGINT, BIGINT],
+        );
+        return { rows, lastSeq, partitions: listExportedPartitions(dir) };
+      } finally {
+        await rollbackQuietly(conn, this.log);
+      }
+    });
+  }
+
   async purge(before: number): Promise<number> {
     if (typeof before !== 'number' || !Number.isFinite(before)) {
       throw new CanopyError(
@@ -1006,6 +1051,25 @@ async function rollbackQuietly(conn: DuckDBConnection, log?: Logger): Promise<vo
       log?.error({ err }, 'rollback failed');
     }
   }
+}
+
+/** The `date=…/hour=…/*.parquet` files that a partitioned COPY wrote under `dir`. */
+function listExportedPartitions(dir: string): ExportedPartition[] {
+  const partitions: ExportedPartition[] = [];
+  for (const dateDir of readdirSync(dir).sort()) {
+    const date = /^date=(\d{4}-\d{2}-\d{2})$/.exec(dateDir)?.[1];
+    if (!date) continue;
+    for (const hourDir of readdirSync(path.join(dir, dateDir)).sort()) {
+      const hour = /^hour=(\d{2})$/.exec(hourDir)?.[1];
+      if (!hour) continue;
+      for (const file of readdirSync(path.join(dir, dateDir, hourDir)).sort()) {
+        if (file.endsWith('.parquet')) {
+          partitions.push({ date, hour, path: path.join(dir, dateDir, hourDir, file) });
+        }
+      }
+    }
+  }
+  return partitions;
 }
 
 function closedError(): CanopyError {

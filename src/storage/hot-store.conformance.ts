@@ -22,6 +22,10 @@
  * - `recentValues` leaves out sensors without a non-null value.
  * - Dead letters are ordered newest first by id, which grows with each call.
  */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { DuckDBInstance } from '@duckdb/node-api';
 import { afterEach, describe, expect, it } from 'vitest';
 import { seededRandom } from '../../test/helpers/random.js';
 import type { ErrorCode } from '../core/errors.js';
@@ -792,6 +796,49 @@ export function describeHotStoreConformance(
       it('rejects a record without a sensor id', async () => {
         const { store } = await setup();
         await expectCode(store.upsertSensors([sensor({ sensorId: '' })]), 'CANOPY_API_BAD_REQUEST');
+      });
+    });
+
+    describe('export to Parquet', () => {
+      it('writes the rows above a seq, lowest first up to maxRows, one file per event date and hour', async () => {
+        const { store } = await setup();
+        // Spread over 3 hours so that several partitions are written.
+        const rows = await appendAll(store, dataset(40, 30, 3 * 3600));
+        const seqs = rows.map((r) => r.seq).sort((a, b) => (a < b ? -1 : 1));
+        const after = seqs[9] as bigint;
+        const dir = await mkdtemp(path.join(tmpdir(), 'canopy-export-'));
+        cleanups.push(() => rm(dir, { recursive: true, force: true }));
+        const batch = await store.exportReadings(after, 25, dir);
+        const expected = rows
+          .filter((r) => r.seq > after)
+          .sort((a, b) => (a.seq < b.seq ? -1 : 1))
+          .slice(0, 25);
+        expect(batch?.rows).toBe(25);
+        expect(batch?.lastSeq).toBe(expected[24]?.seq);
+        // Oracle: read the files back with plain DuckDB and compare with the rows appended.
+        const db = await DuckDBInstance.create(':memory:');
+        const conn = await db.connect();
+        try {
+          const files = batch!.partitions.map((p) => `'${p.path}'`).join(', ');
+          const read = await conn.runAndReadAll(
+            `SELECT sensor_id, epoch_ms(event_time), value, seq, list_count(anomaly_reasons) FROM read_parquet([${files}]) ORDER BY seq`,
+          );
+          expect(read.getRows().map((r) => r.map(String).join('|'))).toEqual(
+            expected.map((r) =>
+              [r.sensorId, r.eventTime, r.value, r.seq, r.anomalyReasons.length]
+                .map(String)
+                .join('|'),
+            ),
+          );
+        } finally {
+          conn.closeSync();
+          db.closeSync();
+        }
+        const hours = new Set(
+          expected.map((r) => new Date(r.eventTime).toISOString().slice(0, 13)),
+        );
+        expect(new Set(batch!.partitions.map((p) => `${p.date}T${p.hour}`))).toEqual(hours);
+        expect(await store.exportReadings(seqs[39] as bigint, 10, dir)).toBeNull();
       });
     });
 
