@@ -185,3 +185,34 @@ describe('canopy simulate', () => {
     expect(JSON.parse(result.stdout)).toMatchObject({ sent: 0, failed: 10 });
   });
 });
+
+describe('canopy jobs run bronze-export', () => {
+  it('exports the hot store to bronze Parquet and reports the watermark', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'canopy-jobs-'));
+    try {
+      const file = path.join(dir, 'readings.csv');
+      const t = Date.UTC(2026, 10, 20, 8);
+      writeFileSync(
+        file,
+        `timestamp,device_id,value\n${t},a,1\n${t + 3_600_000},a,2\n${t + 7_200_000},b,3\n`,
+      );
+      expect((await canopy(['ingest', file], { CANOPY_DATA_DIR: dir })).code).toBe(0);
+      const result = await canopy(['jobs', 'run', 'bronze-export'], { CANOPY_DATA_DIR: dir });
+      expect(result.code).toBe(0);
+      expect(JSON.parse(result.stdout)).toMatchObject({
+        rows: 3,
+        watermark: '3',
+        partitions: [
+          'date=2026-11-20/hour=08',
+          'date=2026-11-20/hour=09',
+          'date=2026-11-20/hour=10',
+        ],
+      });
+      expect((await canopy(['jobs', 'run', 'nope'], { CANOPY_DATA_DIR: dir })).stderr).toMatch(
+        /unknown job "nope"/,
+      );
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});

@@ -5,12 +5,13 @@
  */
 import { Command, Option } from 'commander';
 import { writeFileSync } from 'node:fs';
-import { isCanopyError } from '../core/errors.js';
+import { CanopyError, isCanopyError } from '../core/errors.js';
 import { loadConfig, redactConfig, renderConfigDocs, type CanopyConfig } from '../config/index.js';
 import { renderErrorDocs } from '../core/error-docs.js';
 import { createLogger } from '../observability/logger.js';
 import { startCanopy } from '../runtime/app.js';
 import { ingestFile } from './ingest-file.js';
+import { runJob } from './jobs.js';
 import { simulateCommand } from './simulate.js';
 
 function fail(err: unknown): never {
@@ -107,6 +108,33 @@ program
   );
 
 program.addCommand(simulateCommand());
+
+const jobs = program.command('jobs').description("the platform's batch jobs");
+jobs
+  .command('run')
+  .description('run one job now, against this data folder (Canopy must not be running on it)')
+  .addOption(new Option('--config <file>', 'YAML config file'))
+  .argument('<job>', 'bronze-export')
+  .action(async (job: string, opts: { config?: string }) => {
+    const config = load(opts.config);
+    try {
+      if (job !== 'bronze-export')
+        throw new CanopyError(
+          'CANOPY_API_BAD_REQUEST',
+          `unknown job "${job}"; known: bronze-export`,
+        );
+      const report = await runJob(config, job);
+      console.log(
+        JSON.stringify(
+          report,
+          (_key, value: unknown) => (typeof value === 'bigint' ? value.toString() : value),
+          2,
+        ),
+      );
+    } catch (err) {
+      fail(err);
+    }
+  });
 
 const configCommand = program.command('config').description('configuration tools');
 configCommand

@@ -88,7 +88,7 @@ const pollSource = z.strictObject({
 });
 
 export const configSchema = z.strictObject({
-  dataDir: z.string().default('./data').describe('Where the hot store and (later) the lake live.'),
+  dataDir: z.string().default('./data').describe('Where the hot store, the local lake and temporary export files live.'),
   log: z
     .strictObject({
       level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
@@ -188,13 +188,21 @@ export const configSchema = z.strictObject({
         .default('duckdb')
         .describe('Hot-store engine (PostgreSQL arrives with scale-out).'),
       path: z.string().optional().describe('DuckDB file; default `<dataDir>/canopy.duckdb`.'),
-      retentionHours: z.number().positive().default(24).describe('Hot window kept in the store.'),
-      purgeIntervalMs: positiveMs.default(600_000),
+      retentionHours: z
+        .number()
+        .positive()
+        .default(24)
+        .describe('Hot window kept in the store; older rows are purged once exported to bronze.'),
     })
     .prefault({}),
   lake: z
     .strictObject({
       kind: z.enum(['local', 's3']).default('local').describe('Where the Parquet lake lives.'),
+      exportIntervalMs: positiveMs
+        .default(60_000)
+        .describe(
+          'How often new hot-store rows are exported to bronze (then the hot window is purged).',
+        ),
       path: z.string().optional().describe('Local lake folder; default `<dataDir>/lake`.'),
       s3: z
         .strictObject({

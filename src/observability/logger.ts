@@ -16,7 +16,13 @@ export function createLogger(level: LevelWithSilent = 'info', toStderr = false):
     base: { service: 'canopy' },
     // Secrets that may sit in config or request objects never reach a log line.
     redact: {
-      paths: ['*.password', '*.secret', '*.secretAccessKey', '*.token', 'config.mqtt.client.password'],
+      paths: [
+        '*.password',
+        '*.secret',
+        '*.secretAccessKey',
+        '*.token',
+        'config.mqtt.client.password',
+      ],
       censor: '***',
     },
   };

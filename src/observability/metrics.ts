@@ -82,6 +82,19 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly bronzeExportedRows = new Counter({
+    name: 'canopy_bronze_exported_rows_total',
+    help: 'Hot-store rows exported to the bronze layer of the lake.',
+    registers: [this.registry],
+  });
+
+  readonly housekeepingFailures = new Counter({
+    name: 'canopy_housekeeping_failures_total',
+    help: 'Failed runs of the export-and-purge housekeeping, by step (export, purge).',
+    labelNames: ['step'] as const,
+    registers: [this.registry],
+  });
+
   readonly httpDuration = new Histogram({
     name: 'canopy_http_request_duration_seconds',
     help: 'HTTP API request latency, by method, route pattern and status code.',

@@ -22,7 +22,8 @@ import { Metrics } from '../observability/metrics.js';
 import { EmbeddedMqttBroker } from '../sources/mqtt-broker.js';
 import { MqttClientSource } from '../sources/mqtt-client.js';
 import { HttpPollSource } from '../sources/http-poll.js';
-import { DuckDbHotStore } from '../storage/index.js';
+import { createObjectStore, DuckDbHotStore } from '../storage/index.js';
+import { startHousekeeping, type Housekeeping } from './housekeeping.js';
 import { createPipeline, type IngestPipeline } from './pipeline.js';
 import { startSimulation } from './simulation.js';
 
@@ -35,6 +36,8 @@ export interface CanopyApp {
   httpPort: number | null;
   mqttPort: number | null;
   api: FastifyInstance;
+  /** Export to bronze, then purge the hot window; also runs on `lake.exportIntervalMs`. */
+  housekeeping: Housekeeping;
   stop(): Promise<void>;
 }
 
@@ -76,17 +79,9 @@ export async function startCanopy(config: CanopyConfig, options: StartOptions): 
     const pipeline = await createPipeline(config, store, { clock, metrics, logger });
     stops.push(() => pipeline.drain());
 
-    const purge = setInterval(() => {
-      store.purge(clock.now() - config.store.retentionHours * 3_600_000).then(
-        (deleted) => metrics.purgedRows.inc(deleted),
-        (err: unknown) => logger.error({ err }, 'hot-store purge failed'),
-      );
-    }, config.store.purgeIntervalMs);
-    purge.unref();
-    stops.push(() => {
-      clearInterval(purge);
-      return Promise.resolve();
-    });
+    const lake = createObjectStore(config.lake, config.dataDir);
+    const housekeeping = startHousekeeping({ config, store, lake, clock, metrics, logger });
+    stops.push(() => housekeeping.stop());
 
     const api = buildApi({
       sink: pipeline,
@@ -145,7 +140,17 @@ export async function startCanopy(config: CanopyConfig, options: StartOptions): 
       stops.push(() => simulation.stop());
     }
 
-    return { config, store, pipeline, metrics, httpPort, mqttPort, api, stop: stopAll };
+    return {
+      config,
+      store,
+      pipeline,
+      metrics,
+      httpPort,
+      mqttPort,
+      api,
+      housekeeping,
+      stop: stopAll,
+    };
   } catch (err) {
     await stopAll();
     throw err;

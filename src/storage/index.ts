@@ -18,3 +18,7 @@ export {
   encodeReadingCursor,
   type ReadingCursor,
 } from './query-args.js';
+export { createObjectStore } from './object-store.js';
+export { LocalObjectStore, type LocalObjectStoreOptions } from './local-object-store.js';
+export { S3ObjectStore, type S3ObjectStoreOptions } from './s3-object-store.js';
+export { assertValidKey, assertValidPrefix, compareKeys, isValidKey } from './object-store-key.js';

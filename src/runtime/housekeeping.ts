@@ -1,0 +1,70 @@
+/**
+ * Housekeeping on an interval: export new hot-store rows to bronze, then
+ * purge the hot window. The purge only ever deletes rows at or below the
+ * export watermark, so a failed export simply means nothing is purged.
+ * A tick that finds the previous one still running is skipped.
+ */
+import path from 'node:path';
+import type { Clock } from '../core/clock.js';
+import type { ObjectStore } from '../core/object-store.js';
+import type { HotStore } from '../core/store.js';
+import type { CanopyConfig } from '../config/schema.js';
+import { runBronzeExport } from '../lake/index.js';
+import type { Logger } from '../observability/logger.js';
+import type { Metrics } from '../observability/metrics.js';
+
+export interface Housekeeping {
+  /** One export-and-purge pass; resolves when done (never rejects: failures are logged and counted). */
+  runOnce(): Promise<void>;
+  /** Stops the interval and waits for a running pass. */
+  stop(): Promise<void>;
+}
+
+export function startHousekeeping(deps: {
+  config: CanopyConfig;
+  store: HotStore;
+  lake: ObjectStore;
+  clock: Clock;
+  metrics: Metrics;
+  logger: Logger;
+}): Housekeeping {
+  const { config, store, lake, clock, metrics } = deps;
+  const logger = deps.logger.child({ component: 'housekeeping' });
+  let running: Promise<void> | undefined;
+
+  const pass = async (): Promise<void> => {
+    try {
+      const report = await runBronzeExport({
+        store,
+        lake,
+        workDir: path.join(config.dataDir, 'tmp'),
+        logger,
+      });
+      metrics.bronzeExportedRows.inc(report.rows);
+    } catch (err) {
+      metrics.housekeepingFailures.inc({ step: 'export' });
+      logger.error({ err }, 'bronze export failed; nothing new will be purged until it succeeds');
+    }
+    try {
+      metrics.purgedRows.inc(
+        await store.purge(clock.now() - config.store.retentionHours * 3_600_000),
+      );
+    } catch (err) {
+      metrics.housekeepingFailures.inc({ step: 'purge' });
+      logger.error({ err }, 'hot-store purge failed');
+    }
+  };
+  const runOnce = (): Promise<void> => {
+    running ??= pass().finally(() => (running = undefined));
+    return running;
+  };
+  const timer = setInterval(() => void runOnce(), config.lake.exportIntervalMs);
+  timer.unref();
+  return {
+    runOnce,
+    async stop() {
+      clearInterval(timer);
+      await running;
+    },
+  };
+}
