@@ -88,7 +88,10 @@ const pollSource = z.strictObject({
 });
 
 export const configSchema = z.strictObject({
-  dataDir: z.string().default('./data').describe('Where the hot store, the local lake and temporary export files live.'),
+  dataDir: z
+    .string()
+    .default('./data')
+    .describe('Where the hot store, the local lake and temporary export files live.'),
   log: z
     .strictObject({
       level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
