@@ -87,6 +87,25 @@ export const ERROR_CODES = {
     summary:
       'The lake (folder or bucket) could not be read or written; the message has the cause. Safe to retry.',
   },
+  CANOPY_QUERY_REFUSED: {
+    status: 400,
+    summary:
+      'The SQL sandbox refused the statement: only one read-only `SELECT` may run, and only over files inside the lake. The message names what was refused (a write, `COPY`, `ATTACH`, a settings change, several statements, a file outside the lake, …).',
+  },
+  CANOPY_QUERY_FAILED: {
+    status: 400,
+    summary:
+      'DuckDB could not run an allowed `SELECT` (syntax error, unknown column or view, type error, out of memory, …); the message has DuckDB’s text.',
+  },
+  CANOPY_QUERY_TIMEOUT: {
+    status: 503,
+    summary:
+      'The query was interrupted at the sandbox time limit (the wait in the queue counts). Narrow it (a time range, fewer rows); the sandbox stays usable.',
+  },
+  CANOPY_QUERY_CLOSED: {
+    status: 503,
+    summary: 'The SQL sandbox is shutting down or was closed.',
+  },
   CANOPY_SIMULATOR_TARGET_FAILED: {
     status: 502,
     summary: 'The simulator could not deliver to its target (broker or API down).',
