@@ -186,7 +186,7 @@ describe('canopy simulate', () => {
   });
 });
 
-describe('canopy jobs run bronze-export', () => {
+describe('canopy jobs run bronze-export, then canopy query', () => {
   it('exports the hot store to bronze Parquet and reports the watermark', async () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'canopy-jobs-'));
     try {

@@ -59,6 +59,32 @@ describe('housekeeping', () => {
     expect(await bronzeCount(path.join(app.dataDir, 'lake'))).toBe(51);
     expect(await app.store.countReadings()).toBe(10);
 
+    // SQL over history sees the same rows (read-only sandbox over the lake).
+    const query = (sql: string) =>
+      app.api.inject({ method: 'POST', url: '/api/query', payload: { sql } });
+    const counted = await query(
+      'SELECT sensor_id, count(*) AS n FROM bronze_readings GROUP BY ALL ORDER BY sensor_id',
+    );
+    expect(counted.statusCode).toBe(200);
+    expect(counted.json()).toMatchObject({
+      columns: [{ name: 'sensor_id' }, { name: 'n' }],
+      rows: [
+        ['fresh', 10],
+        ['late', 1],
+        ['old', 40],
+      ],
+      truncated: false,
+    });
+    for (const sql of [
+      'DELETE FROM bronze_readings',
+      "SELECT * FROM read_csv('/etc/passwd')",
+      'SELECT 1; SELECT 2',
+    ]) {
+      const refused = await query(sql);
+      expect(refused.statusCode).toBe(400);
+      expect(refused.json<{ error: { code: string } }>().error.code).toBe('CANOPY_QUERY_REFUSED');
+    }
+
     const metrics = (await app.api.inject({ method: 'GET', url: '/metrics' })).body;
     expect(metrics).toMatch(/^canopy_bronze_exported_rows_total 51$/m);
     expect(metrics).toMatch(/^canopy_hot_store_purged_rows_total 41$/m);

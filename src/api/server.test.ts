@@ -18,6 +18,10 @@ const sink: IngestSink = {
 const app = buildApi({
   sink,
   store,
+  queries: {
+    run: () => Promise.reject(new CanopyError('CANOPY_QUERY_UNAVAILABLE', 'no lake here')),
+    close: () => Promise.resolve(),
+  },
   metrics: new Metrics({ defaultMetrics: false }),
   logger: silentLogger(),
   maxPayloadBytes: 1024,
@@ -76,6 +80,26 @@ describe('API errors', () => {
     expect(res.statusCode).toBe(400);
     expect(errorOf(res).code).toBe('CANOPY_API_BAD_REQUEST');
     expect(errorOf(res).message).toMatch(message);
+  });
+
+  it('POST /api/query needs {"sql": "…"} and passes query errors through with their status', async () => {
+    for (const payload of ['not json', '{"query": "SELECT 1"}', '{"sql": ""}']) {
+      const res = await app.inject({
+        method: 'POST',
+        url: '/api/query',
+        payload,
+        headers: { 'content-type': 'application/json' },
+      });
+      expect(res.statusCode).toBe(400);
+      expect(errorOf(res).message).toMatch(/the body must be JSON: \{"sql"/);
+    }
+    const unavailable = await app.inject({
+      method: 'POST',
+      url: '/api/query',
+      payload: { sql: 'SELECT 1' },
+    });
+    expect(unavailable.statusCode).toBe(503);
+    expect(errorOf(unavailable).code).toBe('CANOPY_QUERY_UNAVAILABLE');
   });
 
   it('answers unknown routes with CANOPY_API_NOT_FOUND', async () => {

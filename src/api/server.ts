@@ -18,6 +18,7 @@ import { toWire } from '../core/reading.js';
 import type { HotStore } from '../core/store.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
+import type { LakeQueries } from '../query/index.js';
 import { parseLimit, parseTimeParam, optionalString } from './params.js';
 
 export interface ApiDeps {
@@ -26,6 +27,8 @@ export interface ApiDeps {
   metrics: Metrics;
   logger: Logger;
   maxPayloadBytes: number;
+  /** SQL over the lake (`POST /api/query`). */
+  queries: LakeQueries;
   /** Seconds clients are told to wait when ingest is overloaded. */
   retryAfterSeconds?: number;
 }
@@ -184,6 +187,27 @@ export function buildApi(deps: ApiDeps): FastifyInstance {
       cursor: optionalString(q, 'cursor'),
     });
     return { data: page.items.map(toWire), next_cursor: page.nextCursor };
+  });
+
+  app.post('/api/query', async (request) => {
+    const raw = request.body;
+    let sql: unknown;
+    try {
+      sql = (JSON.parse(Buffer.isBuffer(raw) ? raw.toString('utf8') : '') as { sql?: unknown }).sql;
+    } catch {
+      throw new CanopyError('CANOPY_API_BAD_REQUEST', 'the body must be JSON: {"sql": "SELECT …"}');
+    }
+    if (typeof sql !== 'string' || sql.trim() === '') {
+      throw new CanopyError('CANOPY_API_BAD_REQUEST', 'the body must be JSON: {"sql": "SELECT …"}');
+    }
+    const result = await deps.queries.run(sql);
+    return {
+      columns: result.columns,
+      rows: result.rows,
+      row_count: result.rowCount,
+      truncated: result.truncated,
+      elapsed_ms: result.elapsedMs,
+    };
   });
 
   app.get('/api/sensors', async () => {

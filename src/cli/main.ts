@@ -11,7 +11,7 @@ import { renderErrorDocs } from '../core/error-docs.js';
 import { createLogger } from '../observability/logger.js';
 import { startCanopy } from '../runtime/app.js';
 import { ingestFile } from './ingest-file.js';
-import { runJob } from './jobs.js';
+import { queryLake, runJob } from './jobs.js';
 import { simulateCommand } from './simulate.js';
 
 function fail(err: unknown): never {
@@ -108,6 +108,23 @@ program
   );
 
 program.addCommand(simulateCommand());
+
+program
+  .command('query')
+  .description(
+    'run one read-only SELECT over the lake (bronze_readings, silver_readings, gold_*, …)',
+  )
+  .argument('<sql>')
+  .addOption(new Option('--config <file>', 'YAML config file'))
+  .action(async (sql: string, opts: { config?: string }) => {
+    const config = load(opts.config);
+    try {
+      const result = await queryLake(config, sql);
+      console.log(JSON.stringify(result, null, 2));
+    } catch (err) {
+      fail(err);
+    }
+  });
 
 const jobs = program.command('jobs').description("the platform's batch jobs");
 jobs

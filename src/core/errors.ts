@@ -102,6 +102,11 @@ export const ERROR_CODES = {
     summary:
       'The query was interrupted at the sandbox time limit (the wait in the queue counts). Narrow it (a time range, fewer rows); the sandbox stays usable.',
   },
+  CANOPY_QUERY_UNAVAILABLE: {
+    status: 503,
+    summary:
+      'SQL over history is not available for this lake: querying an S3 lake needs the local Parquet cache, which is not built yet.',
+  },
   CANOPY_QUERY_CLOSED: {
     status: 503,
     summary: 'The SQL sandbox is shutting down or was closed.',

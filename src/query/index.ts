@@ -8,3 +8,4 @@ export {
   type ViewReport,
 } from './sandbox.js';
 export { canopyLakeViews, sqlString } from './views.js';
+export { openLakeQueries, type LakeQueries } from './lake.js';

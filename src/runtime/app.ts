@@ -17,6 +17,7 @@ import { systemClock } from '../core/clock.js';
 import type { HotStore } from '../core/store.js';
 import type { CanopyConfig } from '../config/schema.js';
 import { buildApi } from '../api/server.js';
+import { openLakeQueries } from '../query/index.js';
 import type { Logger } from '../observability/logger.js';
 import { Metrics } from '../observability/metrics.js';
 import { EmbeddedMqttBroker } from '../sources/mqtt-broker.js';
@@ -83,9 +84,13 @@ export async function startCanopy(config: CanopyConfig, options: StartOptions): 
     const housekeeping = startHousekeeping({ config, store, lake, clock, metrics, logger });
     stops.push(() => housekeeping.stop());
 
+    const queries = await openLakeQueries(lake, logger.child({ component: 'query' }));
+    stops.push(() => queries.close());
+
     const api = buildApi({
       sink: pipeline,
       store,
+      queries,
       metrics,
       logger,
       maxPayloadBytes: config.ingest.maxPayloadBytes,
