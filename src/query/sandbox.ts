@@ -69,6 +69,7 @@ import {
 } from '@duckdb/node-api';
 import { pino, type Logger } from 'pino';
 import { CanopyError } from '../core/errors.js';
+import { SerialQueue } from '../core/serial-queue.js';
 import { jsonSafeConverter } from './convert.js';
 import { describeRefusedStatement, describeStatementCount, leadingKeyword } from './statement.js';
 import { sqlString } from './views.js';
@@ -136,24 +137,6 @@ const REINTERRUPT_MS = 25;
 const VIEW_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
 type State = 'open' | 'closing' | 'closed';
-
-/** Runs tasks one at a time, in call order; a failed task does not stop the next. */
-class SerialQueue {
-  private tail: Promise<void> = Promise.resolve();
-
-  run<T>(task: () => Promise<T>): Promise<T> {
-    const result = this.tail.then(task);
-    this.tail = result.then(
-      () => undefined,
-      () => undefined,
-    );
-    return result;
-  }
-
-  drain(): Promise<void> {
-    return this.tail;
-  }
-}
 
 /** Set while a query runs, so that the timer and `close` can stop it. */
 interface Running {

@@ -40,6 +40,7 @@ import {
 } from '@duckdb/node-api';
 import { pino, type Logger } from 'pino';
 import { CanopyError, type RejectReason } from '../core/errors.js';
+import { SerialQueue } from '../core/serial-queue.js';
 import type { DeadLetter } from '../core/ingest.js';
 import type { StoredReading } from '../core/reading.js';
 import type {
@@ -183,25 +184,6 @@ const EMPTY_REASONS = listValue([]);
 const openFiles = new Set<string>();
 
 type State = 'new' | 'opening' | 'open' | 'closing' | 'closed';
-
-/** Runs tasks one at a time, in call order; a failed task does not stop the next. */
-class SerialQueue {
-  private tail: Promise<void> = Promise.resolve();
-
-  run<T>(task: () => Promise<T>): Promise<T> {
-    const result = this.tail.then(task);
-    this.tail = result.then(
-      () => undefined,
-      () => undefined,
-    );
-    return result;
-  }
-
-  /** Settles once every task queued so far has settled. */
-  drain(): Promise<void> {
-    return this.tail;
-  }
-}
 
 export class DuckDbHotStore implements HotStore {
   private readonly dbPath: string;
