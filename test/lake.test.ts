@@ -2,7 +2,11 @@
 import path from 'node:path';
 import { DuckDBInstance } from '@duckdb/node-api';
 import { afterEach, describe, expect, it } from 'vitest';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { S3ObjectStore } from '../src/storage/index.js';
 import { startTestApp, type TestApp } from './helpers/app.js';
+import { S3RVER_CREDENTIALS, startS3rver } from './helpers/s3rver.js';
 
 const apps: TestApp[] = [];
 afterEach(async () => {
@@ -88,5 +92,74 @@ describe('housekeeping', () => {
     const metrics = (await app.api.inject({ method: 'GET', url: '/metrics' })).body;
     expect(metrics).toMatch(/^canopy_bronze_exported_rows_total 51$/m);
     expect(metrics).toMatch(/^canopy_hot_store_purged_rows_total 41$/m);
+  });
+});
+
+describe('an S3 lake (s3rver)', () => {
+  it('receives the bronze export, and SQL says it needs the local cache', async () => {
+    const s3 = await startS3rver();
+    const work = mkdtempSync(path.join(tmpdir(), 'canopy-s3-lake-'));
+    try {
+      const lakeConfig = {
+        bucket: s3.bucket,
+        prefix: 'canopy/',
+        endpoint: s3.endpoint,
+        forcePathStyle: true,
+        ...S3RVER_CREDENTIALS,
+      };
+      const app = await startTestApp({ lake: { kind: 's3', s3: lakeConfig } });
+      apps.push(app);
+      const t = Date.UTC(2026, 10, 21, 6);
+      const payload = Array.from({ length: 30 }, (_, i) => ({
+        sensor_id: `s-${i % 3}`,
+        value: i,
+        timestamp: t + i * 360_000,
+      }));
+      const res = await app.api.inject({
+        method: 'POST',
+        url: '/api/data',
+        payload,
+        headers: { 'content-type': 'application/json' },
+      });
+      expect(res.statusCode).toBe(200);
+      await app.housekeeping.runOnce();
+
+      // Read back through a second client: the objects and their rows.
+      const bucket = new S3ObjectStore({ ...lakeConfig, region: 'us-east-1' });
+      const objects = await bucket.list('bronze/readings/');
+      expect(objects.map((o) => o.key.split('/').slice(2, 4).join('/'))).toEqual([
+        'date=2026-11-21/hour=06',
+        'date=2026-11-21/hour=07',
+        'date=2026-11-21/hour=08',
+      ]);
+      const files = await Promise.all(
+        objects.map(async (o, i) => {
+          const file = path.join(work, `${i}.parquet`);
+          await bucket.getToFile(o.key, file);
+          return file;
+        }),
+      );
+      const db = await DuckDBInstance.create(':memory:');
+      const conn = await db.connect();
+      const list = files.map((f) => `'${f}'`).join(', ');
+      const [count, sum] = (
+        await conn.runAndReadAll(`SELECT count(*), sum(value) FROM read_parquet([${list}])`)
+      ).getRows()[0]!;
+      conn.closeSync();
+      db.closeSync();
+      expect([Number(count), Number(sum)]).toEqual([30, (29 * 30) / 2]);
+      bucket.close();
+
+      const query = await app.api.inject({
+        method: 'POST',
+        url: '/api/query',
+        payload: { sql: 'SELECT 1' },
+      });
+      expect(query.statusCode).toBe(503);
+      expect(query.json<{ error: { code: string } }>().error.code).toBe('CANOPY_QUERY_UNAVAILABLE');
+    } finally {
+      await s3.stop();
+      rmSync(work, { recursive: true, force: true });
+    }
   });
 });

@@ -17,8 +17,8 @@ export async function runJob(
 ): Promise<BronzeExportReport> {
   const logger = createLogger(config.log.level, true).child({ job });
   const store = await openStore(config, logger);
+  const lake = createObjectStore(config.lake, config.dataDir);
   try {
-    const lake = createObjectStore(config.lake, config.dataDir);
     return await runBronzeExport({
       store,
       lake,
@@ -26,16 +26,19 @@ export async function runJob(
       logger,
     });
   } finally {
+    lake.close();
     await store.close();
   }
 }
 
 export async function queryLake(config: CanopyConfig, sql: string): Promise<QueryResult> {
   const logger = createLogger(config.log.level, true);
-  const queries = await openLakeQueries(createObjectStore(config.lake, config.dataDir), logger);
+  const lake = createObjectStore(config.lake, config.dataDir);
+  const queries = await openLakeQueries(lake, logger);
   try {
     return await queries.run(sql);
   } finally {
     await queries.close();
+    lake.close();
   }
 }

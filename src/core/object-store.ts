@@ -45,4 +45,6 @@ export interface ObjectStore {
    * remote stores (callers download through a cache instead).
    */
   localPath(key: string): string | undefined;
+  /** Releases connections (the S3 client's sockets). The store must not be used afterwards. */
+  close(): void;
 }

@@ -81,6 +81,7 @@ export async function startCanopy(config: CanopyConfig, options: StartOptions): 
     stops.push(() => pipeline.drain());
 
     const lake = createObjectStore(config.lake, config.dataDir);
+    stops.push(() => Promise.resolve(lake.close()));
     const housekeeping = startHousekeeping({ config, store, lake, clock, metrics, logger });
     stops.push(() => housekeeping.stop());
 

@@ -232,6 +232,9 @@ export class LocalObjectStore implements ObjectStore {
     return this.#headOrNotFound(toKey, to);
   }
 
+  /** Nothing to release: files are opened per call. */
+  close(): void {}
+
   localPath(key: string): string {
     assertValidKey(key);
     const file = this.#pathOf(key);
