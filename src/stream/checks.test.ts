@@ -59,6 +59,10 @@ describe('StreamChecker', () => {
     const stuck = new StreamChecker(options, noRange);
     for (let i = 0; i < 20; i++) stuck.check(reading(5));
     expect(stuck.check(reading(6)).anomalyReasons).not.toContain('zscore');
+    // 0.1 is not exact in binary: the float mean of a run of 0.1 is not 0.1 either.
+    const stuckOnInexact = new StreamChecker(options, noRange);
+    for (let i = 0; i < 60; i++) stuckOnInexact.check(reading(0.1));
+    expect(stuckOnInexact.check(reading(0.2)).anomalyReasons).not.toContain('zscore');
   });
 
   it('keeps one history per sensor', () => {

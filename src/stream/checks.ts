@@ -48,11 +48,23 @@ class History {
     if (this.size < this.values.length) this.size++;
   }
 
-  /** z of `value` against the history, or undefined when the deviation is 0. */
+  /**
+   * z of `value` against the history, or undefined when every value in it is
+   * the same. That is tested exactly: for a sensor stuck on 0.1 the float
+   * mean is not exactly 0.1, so the computed deviation would be a tiny
+   * non-zero number and any change would look infinitely anomalous.
+   */
   zscore(value: number): number | undefined {
     const n = this.size;
+    const first = this.values[0]!;
     let sum = 0;
-    for (let i = 0; i < n; i++) sum += this.values[i]!;
+    let allEqual = true;
+    for (let i = 0; i < n; i++) {
+      const v = this.values[i]!;
+      sum += v;
+      if (v !== first) allEqual = false;
+    }
+    if (allEqual) return undefined;
     const mean = sum / n;
     let squares = 0;
     for (let i = 0; i < n; i++) {
@@ -60,7 +72,7 @@ class History {
       squares += d * d;
     }
     const sd = Math.sqrt(squares / (n - 1));
-    return sd > 0 ? (value - mean) / sd : undefined;
+    return (value - mean) / sd;
   }
 }
 
