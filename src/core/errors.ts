@@ -111,6 +111,15 @@ export const ERROR_CODES = {
     status: 503,
     summary: 'The SQL sandbox is shutting down or was closed.',
   },
+  CANOPY_QUALITY_INVALID_SUITE: {
+    status: 400,
+    summary:
+      'A quality suite failed validation (unknown expectation or key, missing field, unsafe identifier, bad YAML); `details` lists every problem at once.',
+  },
+  CANOPY_QUALITY_SUITE_UNREADABLE: {
+    status: 500,
+    summary: 'A quality suite file could not be read.',
+  },
   CANOPY_SIMULATOR_TARGET_FAILED: {
     status: 502,
     summary: 'The simulator could not deliver to its target (broker or API down).',
