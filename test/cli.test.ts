@@ -186,8 +186,8 @@ describe('canopy simulate', () => {
   });
 });
 
-describe('canopy jobs run bronze-export, then canopy query', () => {
-  it('exports the hot store to bronze Parquet and reports the watermark', async () => {
+describe('canopy jobs run bronze-export and silver, then canopy query', () => {
+  it('exports to bronze, builds silver, and answers SQL over both', async () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'canopy-jobs-'));
     try {
       const file = path.join(dir, 'readings.csv');
@@ -211,6 +211,36 @@ describe('canopy jobs run bronze-export, then canopy query', () => {
       expect((await canopy(['jobs', 'run', 'nope'], { CANOPY_DATA_DIR: dir })).stderr).toMatch(
         /unknown job "nope"/,
       );
+
+      const query = await canopy(
+        ['query', 'SELECT sum(value) AS total, count(*) AS n FROM bronze_readings'],
+        {
+          CANOPY_DATA_DIR: dir,
+        },
+      );
+      expect(query.code).toBe(0);
+      expect(JSON.parse(query.stdout)).toMatchObject({ rows: [[6, 3]], rowCount: 1 });
+
+      const silver = await canopy(['jobs', 'run', 'silver'], { CANOPY_DATA_DIR: dir });
+      expect(silver.code).toBe(0);
+      expect(JSON.parse(silver.stdout)).toMatchObject([
+        { date: '2026-11-20', rows: 3, duplicatesDropped: 0 },
+      ]);
+      const fromSilver = await canopy(
+        ['query', 'SELECT count(*) AS n, min(source_file) AS lineage FROM silver_readings'],
+        {
+          CANOPY_DATA_DIR: dir,
+        },
+      );
+      expect(JSON.parse(fromSilver.stdout)).toMatchObject({
+        rows: [[3, expect.stringMatching(/^bronze\/readings\/date=2026-11-20\//) as unknown]],
+      });
+
+      const refused = await canopy(['query', 'DROP VIEW bronze_readings'], {
+        CANOPY_DATA_DIR: dir,
+      });
+      expect(refused.code).toBe(1);
+      expect(refused.stderr).toMatch(/CANOPY_QUERY_REFUSED/);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

@@ -5,29 +5,53 @@
  */
 import path from 'node:path';
 import type { CanopyConfig } from '../config/schema.js';
-import { runBronzeExport, type BronzeExportReport } from '../lake/index.js';
+import { systemClock } from '../core/clock.js';
+import {
+  runBronzeExport,
+  runSilverJob,
+  type BronzeExportReport,
+  type SilverDateReport,
+} from '../lake/index.js';
+import { SensorRegistry } from '../runtime/registry.js';
 import { createLogger } from '../observability/logger.js';
 import { openStore } from '../runtime/app.js';
 import { openLakeQueries, type QueryResult } from '../query/index.js';
 import { createObjectStore } from '../storage/index.js';
 
+export const JOBS = ['bronze-export', 'silver'] as const;
+export type JobName = (typeof JOBS)[number];
+
 export async function runJob(
   config: CanopyConfig,
-  job: 'bronze-export',
-): Promise<BronzeExportReport> {
+  job: JobName,
+): Promise<BronzeExportReport | SilverDateReport[]> {
   const logger = createLogger(config.log.level, true).child({ job });
-  const store = await openStore(config, logger);
   const lake = createObjectStore(config.lake, config.dataDir);
+  const workDir = path.join(config.dataDir, 'tmp');
   try {
-    return await runBronzeExport({
-      store,
-      lake,
-      workDir: path.join(config.dataDir, 'tmp'),
-      logger,
-    });
+    if (job === 'silver') {
+      return await runSilverJob({
+        lake,
+        workDir,
+        ranges: new SensorRegistry(config.sensors, config.sensorTypes).ranges(),
+        zscore: {
+          window: config.stream.zscoreWindow,
+          minHistory: config.stream.zscoreMinHistory,
+          threshold: config.stream.zscoreThreshold,
+        },
+        deviceScoreThreshold: config.stream.deviceScoreThreshold,
+        clock: systemClock,
+        logger,
+      });
+    }
+    const store = await openStore(config, logger);
+    try {
+      return await runBronzeExport({ store, lake, workDir, logger });
+    } finally {
+      await store.close();
+    }
   } finally {
     lake.close();
-    await store.close();
   }
 }
 

@@ -11,7 +11,7 @@ import { renderErrorDocs } from '../core/error-docs.js';
 import { createLogger } from '../observability/logger.js';
 import { startCanopy } from '../runtime/app.js';
 import { ingestFile } from './ingest-file.js';
-import { queryLake, runJob } from './jobs.js';
+import { JOBS, queryLake, runJob, type JobName } from './jobs.js';
 import { simulateCommand } from './simulate.js';
 
 function fail(err: unknown): never {
@@ -21,6 +21,10 @@ function fail(err: unknown): never {
   }
   console.error(err);
   process.exit(1);
+}
+
+function isJobName(name: string): name is JobName {
+  return (JOBS as readonly string[]).includes(name);
 }
 
 function load(
@@ -129,17 +133,20 @@ program
 const jobs = program.command('jobs').description("the platform's batch jobs");
 jobs
   .command('run')
-  .description('run one job now, against this data folder (Canopy must not be running on it)')
+  .description(
+    'run one job now (bronze-export needs the hot store: stop Canopy first; silver needs only the lake)',
+  )
   .addOption(new Option('--config <file>', 'YAML config file'))
-  .argument('<job>', 'bronze-export')
+  .argument('<job>', JOBS.join(' | '))
   .action(async (job: string, opts: { config?: string }) => {
     const config = load(opts.config);
     try {
-      if (job !== 'bronze-export')
+      if (!isJobName(job)) {
         throw new CanopyError(
           'CANOPY_API_BAD_REQUEST',
-          `unknown job "${job}"; known: bronze-export`,
+          `unknown job "${job}"; known: ${JOBS.join(', ')}`,
         );
+      }
       const report = await runJob(config, job);
       console.log(
         JSON.stringify(

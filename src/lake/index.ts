@@ -4,3 +4,12 @@ export {
   type BronzeExportOptions,
   type BronzeExportReport,
 } from './bronze-export.js';
+export {
+  runSilverJob,
+  dirtySilverDates,
+  SILVER_READINGS_PREFIX,
+  ANOMALIES_READINGS_PREFIX,
+  SILVER_PIPELINE_VERSION,
+  type SilverJobOptions,
+  type SilverDateReport,
+} from './silver-job.js';

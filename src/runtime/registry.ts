@@ -54,6 +54,15 @@ export class SensorRegistry {
     for (const id of sensorIds) this.known.add(id);
   }
 
+  /** Every configured range, by type and by sensor: what the lake's SQL flags against. */
+  ranges(): { byType: Record<string, PhysicalRange>; bySensor: Record<string, PhysicalRange> } {
+    const byType: Record<string, PhysicalRange> = {};
+    for (const [name, type] of this.types) if (type.range) byType[name] = type.range;
+    const bySensor: Record<string, PhysicalRange> = {};
+    for (const [id, sensor] of this.configured) if (sensor.range) bySensor[id] = sensor.range;
+    return { byType, bySensor };
+  }
+
   rangeFor = (sensorId: string, sensorType: string | null): PhysicalRange | undefined => {
     const own = this.configured.get(sensorId)?.range;
     if (own) return own;

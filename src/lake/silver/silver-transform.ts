@@ -70,6 +70,12 @@ export interface BuildSilverOptions {
   processingTime: number;
   /** Folder that receives `silver.parquet` and `anomalies.parquet` (created if needed). */
   outDir: string;
+  /**
+   * When the bronze files sit under this folder in the lake's key layout
+   * (the local lake's root, or a download cache), `source_file` records the
+   * lake key (the path relative to it) instead of the local path.
+   */
+  lineageRoot?: string;
 }
 
 export interface SilverPartitionReport {
@@ -172,7 +178,7 @@ export async function buildSilverPartition(
   const threadsBefore = await scalar(conn, "SELECT current_setting('threads')");
   await conn.run('SET threads = 1');
   try {
-    await loadBronze(conn, options.bronzeFiles);
+    await loadBronze(conn, options.bronzeFiles, options.lineageRoot);
     await loadRanges(conn, options.ranges);
 
     const day = `DATE ${literal(date)}`;
@@ -275,7 +281,11 @@ export async function buildSilverPartition(
  * list is empty, has one file or many, and casts files written by older
  * exporters consistently.
  */
-async function loadBronze(conn: DuckDBConnection, files: readonly string[]): Promise<void> {
+async function loadBronze(
+  conn: DuckDBConnection,
+  files: readonly string[],
+  lineageRoot: string | undefined,
+): Promise<void> {
   await conn.run(
     `CREATE OR REPLACE TEMP TABLE ${BRONZE} (
        sensor_id       VARCHAR   NOT NULL,
@@ -299,10 +309,15 @@ async function loadBronze(conn: DuckDBConnection, files: readonly string[]): Pro
   // from the path (hive partitioning) and are not silver columns: the event
   // date is taken from event_time, which is what bronze partitions on.
   const list = [...files].sort().map(literal).join(', ');
+  const root = lineageRoot === undefined ? undefined : lineageRoot.replace(/\/*$/, '/');
+  const sourceFile =
+    root === undefined
+      ? 'filename'
+      : `CASE WHEN starts_with(filename, ${literal(root)}) THEN substr(filename, ${root.length + 1}) ELSE filename END`;
   await conn.run(
     `INSERT INTO ${BRONZE}
      SELECT sensor_id, sensor_type, location, event_time, value, unit, anomaly_score,
-            ingest_time, source, batch_id, seq, imputed, filename
+            ingest_time, source, batch_id, seq, imputed, ${sourceFile}
      FROM read_parquet([${list}], hive_partitioning = true, filename = true,
                        hive_types = {'date': DATE, 'hour': INTEGER})`,
   );

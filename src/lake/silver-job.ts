@@ -1,0 +1,203 @@
+/**
+ * The silver job: rebuilds the silver and anomalies partitions of every
+ * event date whose bronze input changed, from the whole of that input.
+ *
+ * Change detection needs no clock and no extra database: each silver
+ * partition keeps a manifest (`silver/readings/date=D/_manifest.json`) of
+ * the bronze objects it was built from — keys and etags of date D and of
+ * D − 1, whose values seed the z-score history. A date is dirty when that
+ * set differs from what bronze holds now: new files (late data), rewritten
+ * files, or no silver yet. The manifest is written last, so a run that dies
+ * half-way leaves the date dirty and the next run redoes it; every output is
+ * a whole-object replace, so a rerun never duplicates.
+ */
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import path from 'node:path';
+import { DuckDBInstance } from '@duckdb/node-api';
+import type { Clock } from '../core/clock.js';
+import type { ObjectInfo, ObjectStore } from '../core/object-store.js';
+import type { Logger } from '../observability/logger.js';
+import { BRONZE_READINGS_PREFIX } from './bronze-export.js';
+import {
+  buildSilverPartition,
+  type SilverRanges,
+  type SilverZscoreOptions,
+} from './silver/index.js';
+
+export const SILVER_READINGS_PREFIX = 'silver/readings/';
+export const ANOMALIES_READINGS_PREFIX = 'anomalies/readings/';
+/** Bumped when the silver rules change, so lineage says which rules made a row. */
+export const SILVER_PIPELINE_VERSION = 'silver-1';
+
+export interface SilverJobOptions {
+  lake: ObjectStore;
+  workDir: string;
+  ranges: SilverRanges;
+  zscore: SilverZscoreOptions;
+  deviceScoreThreshold: number;
+  clock: Clock;
+  logger: Logger;
+  /** Rebuild these dates even if their input did not change. */
+  force?: readonly string[];
+}
+
+export interface SilverDateReport {
+  date: string;
+  rows: number;
+  anomalies: number;
+  duplicatesDropped: number;
+  missing: number;
+}
+
+interface Manifest {
+  pipeline_version: string;
+  built_at: string;
+  rows: number;
+  /** Bronze key → etag of every input object. */
+  inputs: Record<string, string>;
+}
+
+const DATE_IN_KEY = /(?:^|\/)date=(\d{4}-\d{2}-\d{2})\//;
+
+function dateOf(key: string): string | undefined {
+  return DATE_IN_KEY.exec(key)?.[1];
+}
+
+function previousDate(date: string): string {
+  return new Date(Date.parse(`${date}T00:00:00Z`) - 86_400_000).toISOString().slice(0, 10);
+}
+
+function manifestKey(date: string): string {
+  return `${SILVER_READINGS_PREFIX}date=${date}/_manifest.json`;
+}
+
+function sameInputs(a: Record<string, string>, b: Record<string, string>): boolean {
+  const keys = Object.keys(a);
+  return keys.length === Object.keys(b).length && keys.every((k) => a[k] === b[k]);
+}
+
+/** Local paths for the objects, downloading remote ones into `cacheRoot` in key layout. */
+async function localFiles(
+  lake: ObjectStore,
+  objects: readonly ObjectInfo[],
+  cacheRoot: string,
+): Promise<{ files: string[]; root: string }> {
+  const first = objects[0];
+  const direct = first ? lake.localPath(first.key) : undefined;
+  if (first && direct !== undefined) {
+    return {
+      files: objects.map((o) => lake.localPath(o.key)!),
+      root: direct.slice(0, direct.length - first.key.length),
+    };
+  }
+  const files: string[] = [];
+  for (const o of objects) {
+    const file = path.join(cacheRoot, o.key);
+    await lake.getToFile(o.key, file);
+    files.push(file);
+  }
+  return { files, root: cacheRoot };
+}
+
+/** The dates whose bronze input differs from their silver manifest. */
+export async function dirtySilverDates(lake: ObjectStore): Promise<string[]> {
+  const byDate = await bronzeByDate(lake);
+  const dirty: string[] = [];
+  for (const date of [...byDate.keys()].sort()) {
+    const inputs = inputsFor(byDate, date);
+    const manifest = await readManifest(lake, date);
+    if (
+      !manifest ||
+      manifest.pipeline_version !== SILVER_PIPELINE_VERSION ||
+      !sameInputs(manifest.inputs, inputs)
+    )
+      dirty.push(date);
+  }
+  return dirty;
+}
+
+async function bronzeByDate(lake: ObjectStore): Promise<Map<string, ObjectInfo[]>> {
+  const byDate = new Map<string, ObjectInfo[]>();
+  for (const object of await lake.list(BRONZE_READINGS_PREFIX)) {
+    const date = dateOf(object.key);
+    if (!date || !object.key.endsWith('.parquet')) continue;
+    const list = byDate.get(date) ?? [];
+    list.push(object);
+    byDate.set(date, list);
+  }
+  return byDate;
+}
+
+function inputsFor(byDate: Map<string, ObjectInfo[]>, date: string): Record<string, string> {
+  const objects = [...(byDate.get(previousDate(date)) ?? []), ...(byDate.get(date) ?? [])];
+  return Object.fromEntries(objects.map((o) => [o.key, o.etag]));
+}
+
+async function readManifest(lake: ObjectStore, date: string): Promise<Manifest | undefined> {
+  if (!(await lake.head(manifestKey(date)))) return undefined;
+  return JSON.parse((await lake.get(manifestKey(date))).toString('utf8')) as Manifest;
+}
+
+export async function runSilverJob(options: SilverJobOptions): Promise<SilverDateReport[]> {
+  const { lake, logger } = options;
+  const byDate = await bronzeByDate(lake);
+  const dirty = new Set(await dirtySilverDates(lake));
+  for (const date of options.force ?? []) if (byDate.has(date)) dirty.add(date);
+  const reports: SilverDateReport[] = [];
+  if (dirty.size === 0) return reports;
+
+  mkdirSync(options.workDir, { recursive: true });
+  const work = mkdtempSync(path.join(options.workDir, 'silver-'));
+  const db = await DuckDBInstance.create(':memory:', {
+    autoinstall_known_extensions: 'false',
+    autoload_known_extensions: 'false',
+  });
+  const conn = await db.connect();
+  try {
+    for (const date of [...dirty].sort()) {
+      const inputs = inputsFor(byDate, date);
+      const objects = [...(byDate.get(previousDate(date)) ?? []), ...(byDate.get(date) ?? [])];
+      const { files, root } = await localFiles(lake, objects, path.join(work, 'cache'));
+      const outDir = path.join(work, date);
+      const processingTime = options.clock.now();
+      const built = await buildSilverPartition({
+        conn,
+        bronzeFiles: files,
+        date,
+        ranges: options.ranges,
+        zscore: options.zscore,
+        deviceScoreThreshold: options.deviceScoreThreshold,
+        pipelineVersion: SILVER_PIPELINE_VERSION,
+        processingTime,
+        outDir,
+        lineageRoot: root,
+      });
+      await lake.putFile(
+        `${ANOMALIES_READINGS_PREFIX}date=${date}/part-0.parquet`,
+        built.anomaliesFile,
+      );
+      await lake.putFile(`${SILVER_READINGS_PREFIX}date=${date}/part-0.parquet`, built.silverFile);
+      const manifest: Manifest = {
+        pipeline_version: SILVER_PIPELINE_VERSION,
+        built_at: new Date(processingTime).toISOString(),
+        rows: built.rows,
+        inputs,
+      };
+      await lake.put(manifestKey(date), JSON.stringify(manifest, null, 2));
+      const report = {
+        date,
+        rows: built.rows,
+        anomalies: built.anomalies,
+        duplicatesDropped: built.duplicatesDropped,
+        missing: built.missing,
+      };
+      logger.info(report, 'silver partition built');
+      reports.push(report);
+    }
+  } finally {
+    conn.closeSync();
+    db.closeSync();
+    rmSync(work, { recursive: true, force: true });
+  }
+  return reports;
+}
