@@ -236,6 +236,18 @@ describe('canopy jobs run bronze-export and silver, then canopy query', () => {
         rows: [[3, expect.stringMatching(/^bronze\/readings\/date=2026-11-20\//) as unknown]],
       });
 
+      const quality = await canopy(['jobs', 'run', 'quality'], { CANOPY_DATA_DIR: dir });
+      expect(quality.code).toBe(0);
+      expect(
+        (JSON.parse(quality.stdout) as { suite: string; success: boolean }[]).map((r) => [
+          r.suite,
+          r.success,
+        ]),
+      ).toEqual([
+        ['bronze_readings', true],
+        ['silver_readings', true],
+      ]);
+
       const refused = await canopy(['query', 'DROP VIEW bronze_readings'], {
         CANOPY_DATA_DIR: dir,
       });

@@ -8,29 +8,38 @@ import type { CanopyConfig } from '../config/schema.js';
 import { systemClock } from '../core/clock.js';
 import {
   runBronzeExport,
+  runQualityJob,
   runSilverJob,
   type BronzeExportReport,
   type SilverDateReport,
 } from '../lake/index.js';
+import type { SuiteResult } from '../lake/quality/index.js';
 import { SensorRegistry } from '../runtime/registry.js';
 import { createLogger } from '../observability/logger.js';
 import { openStore } from '../runtime/app.js';
 import { openLakeQueries, type QueryResult } from '../query/index.js';
 import { createObjectStore } from '../storage/index.js';
 
-export const JOBS = ['bronze-export', 'silver'] as const;
+export const JOBS = ['bronze-export', 'silver', 'quality'] as const;
 export type JobName = (typeof JOBS)[number];
 
-export async function runJob(
-  config: CanopyConfig,
-  job: JobName,
-): Promise<BronzeExportReport | SilverDateReport[]> {
+export interface JobOutcome {
+  /** False when the job ran but found a problem (a failed quality suite). */
+  ok: boolean;
+  report: BronzeExportReport | SilverDateReport[] | SuiteResult[];
+}
+
+export async function runJob(config: CanopyConfig, job: JobName): Promise<JobOutcome> {
   const logger = createLogger(config.log.level, true).child({ job });
   const lake = createObjectStore(config.lake, config.dataDir);
   const workDir = path.join(config.dataDir, 'tmp');
   try {
+    if (job === 'quality') {
+      const results = await runQualityJob({ lake, logger });
+      return { ok: results.every((r) => r.success), report: results };
+    }
     if (job === 'silver') {
-      return await runSilverJob({
+      const report = await runSilverJob({
         lake,
         workDir,
         ranges: new SensorRegistry(config.sensors, config.sensorTypes).ranges(),
@@ -43,10 +52,11 @@ export async function runJob(
         clock: systemClock,
         logger,
       });
+      return { ok: true, report };
     }
     const store = await openStore(config, logger);
     try {
-      return await runBronzeExport({ store, lake, workDir, logger });
+      return { ok: true, report: await runBronzeExport({ store, lake, workDir, logger }) };
     } finally {
       await store.close();
     }

@@ -134,7 +134,7 @@ const jobs = program.command('jobs').description("the platform's batch jobs");
 jobs
   .command('run')
   .description(
-    'run one job now (bronze-export needs the hot store: stop Canopy first; silver needs only the lake)',
+    'run one job now (bronze-export needs the hot store, so stop Canopy first; silver and quality need only the lake; exit 1 when a quality suite fails)',
   )
   .addOption(new Option('--config <file>', 'YAML config file'))
   .argument('<job>', JOBS.join(' | '))
@@ -147,14 +147,15 @@ jobs
           `unknown job "${job}"; known: ${JOBS.join(', ')}`,
         );
       }
-      const report = await runJob(config, job);
+      const outcome = await runJob(config, job);
       console.log(
         JSON.stringify(
-          report,
+          outcome.report,
           (_key, value: unknown) => (typeof value === 'bigint' ? value.toString() : value),
           2,
         ),
       );
+      process.exitCode = outcome.ok ? 0 : 1;
     } catch (err) {
       fail(err);
     }

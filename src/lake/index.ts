@@ -13,3 +13,4 @@ export {
   type SilverJobOptions,
   type SilverDateReport,
 } from './silver-job.js';
+export { runQualityJob } from './quality-job.js';

@@ -7,5 +7,5 @@ export {
   type SkippedView,
   type ViewReport,
 } from './sandbox.js';
-export { canopyLakeViews, sqlString } from './views.js';
+export { canopyLakeViews, sqlString } from '../lake/views.js';
 export { openLakeQueries, type LakeQueries } from './lake.js';

@@ -8,7 +8,7 @@ import type { ObjectStore } from '../core/object-store.js';
 import { CanopyError } from '../core/errors.js';
 import type { Logger } from '../observability/logger.js';
 import { QuerySandbox, type QueryResult } from './sandbox.js';
-import { canopyLakeViews } from './views.js';
+import { canopyLakeViews } from '../lake/views.js';
 
 export interface LakeQueries {
   /** Runs one read-only SELECT over the lake's current files. */

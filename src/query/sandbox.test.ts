@@ -8,7 +8,7 @@ import { isCanopyError, type ErrorCode } from '../core/errors.js';
 import { bigintToJson } from './convert.js';
 import { QuerySandbox } from './sandbox.js';
 import { leadingKeyword } from './statement.js';
-import { canopyLakeViews, sqlString } from './views.js';
+import { canopyLakeViews, sqlString } from '../lake/views.js';
 
 /** One silver reading as the test writes it; the oracle for every aggregate. */
 interface Row {

@@ -72,7 +72,7 @@ import { CanopyError } from '../core/errors.js';
 import { SerialQueue } from '../core/serial-queue.js';
 import { jsonSafeConverter } from './convert.js';
 import { describeRefusedStatement, describeStatementCount, leadingKeyword } from './statement.js';
-import { sqlString } from './views.js';
+import { sqlString } from '../lake/views.js';
 
 export interface QuerySandboxOptions {
   /** Absolute folder holding the Parquet lake; the only folder queries may read. */
