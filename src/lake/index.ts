@@ -14,3 +14,4 @@ export {
   type SilverDateReport,
 } from './silver-job.js';
 export { runQualityJob } from './quality-job.js';
+export * from './gold/index.js';
