@@ -236,6 +236,26 @@ describe('canopy jobs run bronze-export and silver, then canopy query', () => {
         rows: [[3, expect.stringMatching(/^bronze\/readings\/date=2026-11-20\//) as unknown]],
       });
 
+      const gold = await canopy(['jobs', 'run', 'gold'], { CANOPY_DATA_DIR: dir });
+      expect(gold.code).toBe(0);
+      expect(JSON.parse(gold.stdout)).toMatchObject({
+        dates: [{ date: '2026-11-20', dailySummary: 2 }],
+        devices: 2,
+      });
+      const daily = await canopy(
+        [
+          'query',
+          'SELECT sensor_id, reading_count, avg FROM gold_daily_summary ORDER BY sensor_id',
+        ],
+        { CANOPY_DATA_DIR: dir },
+      );
+      expect(JSON.parse(daily.stdout)).toMatchObject({
+        rows: [
+          ['a', 2, 1.5],
+          ['b', 1, 3],
+        ],
+      });
+
       const quality = await canopy(['jobs', 'run', 'quality'], { CANOPY_DATA_DIR: dir });
       expect(quality.code).toBe(0);
       expect(

@@ -8,9 +8,11 @@ import type { CanopyConfig } from '../config/schema.js';
 import { systemClock } from '../core/clock.js';
 import {
   runBronzeExport,
+  runGoldJob,
   runQualityJob,
   runSilverJob,
   type BronzeExportReport,
+  type GoldJobReport,
   type SilverDateReport,
 } from '../lake/index.js';
 import type { SuiteResult } from '../lake/quality/index.js';
@@ -20,13 +22,16 @@ import { openStore } from '../runtime/app.js';
 import { openLakeQueries, type QueryResult } from '../query/index.js';
 import { createObjectStore } from '../storage/index.js';
 
-export const JOBS = ['bronze-export', 'silver', 'quality'] as const;
+export const JOBS = ['bronze-export', 'silver', 'gold', 'quality'] as const;
+
+/** Health of sensors with no configured interval assumes one reading a minute (the conservatory's polling). */
+const DEFAULT_INTERVAL_MS = 60_000;
 export type JobName = (typeof JOBS)[number];
 
 export interface JobOutcome {
   /** False when the job ran but found a problem (a failed quality suite). */
   ok: boolean;
-  report: BronzeExportReport | SilverDateReport[] | SuiteResult[];
+  report: BronzeExportReport | SilverDateReport[] | GoldJobReport | SuiteResult[];
 }
 
 export async function runJob(config: CanopyConfig, job: JobName): Promise<JobOutcome> {
@@ -34,6 +39,17 @@ export async function runJob(config: CanopyConfig, job: JobName): Promise<JobOut
   const lake = createObjectStore(config.lake, config.dataDir);
   const workDir = path.join(config.dataDir, 'tmp');
   try {
+    if (job === 'gold') {
+      const registry = new SensorRegistry(config.sensors, config.sensorTypes);
+      const report = await runGoldJob({
+        lake,
+        workDir,
+        sensorIntervals: registry.intervals(),
+        defaultIntervalMs: DEFAULT_INTERVAL_MS,
+        logger,
+      });
+      return { ok: true, report };
+    }
     if (job === 'quality') {
       const results = await runQualityJob({ lake, logger });
       return { ok: results.every((r) => r.success), report: results };

@@ -15,3 +15,9 @@ export {
 } from './silver-job.js';
 export { runQualityJob } from './quality-job.js';
 export * from './gold/index.js';
+export {
+  runGoldJob,
+  type GoldJobOptions,
+  type GoldJobReport,
+  type GoldDateReport,
+} from './gold-job.js';

@@ -8,6 +8,7 @@ import type { NewReading } from '../core/store.js';
 import { silentLogger } from '../observability/logger.js';
 import { DuckDbHotStore, LocalObjectStore } from '../storage/index.js';
 import { runBronzeExport } from './bronze-export.js';
+import { runGoldJob } from './gold-job.js';
 import { dirtySilverDates, runSilverJob, type SilverJobOptions } from './silver-job.js';
 
 const DAY1 = Date.UTC(2026, 10, 20);
@@ -89,6 +90,20 @@ function twoDays(): NewReading[] {
   return rows;
 }
 
+/** Every row of a gold table, as text, excluding nothing: gold carries no processing time. */
+async function goldRows(l: Lakehouse, table: string): Promise<string[]> {
+  const db = await DuckDBInstance.create(':memory:');
+  const conn = await db.connect();
+  try {
+    const glob = path.join(l.dir, 'lake', 'gold', table, '**', '*.parquet');
+    const rows = await conn.runAndReadAll(`SELECT * FROM read_parquet('${glob}') ORDER BY ALL`);
+    return rows.getRows().map((r) => r.map(String).join('|'));
+  } finally {
+    conn.closeSync();
+    db.closeSync();
+  }
+}
+
 async function silverRows(l: Lakehouse): Promise<string[]> {
   const db = await DuckDBInstance.create(':memory:');
   const conn = await db.connect();
@@ -133,6 +148,13 @@ describe('silver job', () => {
     expect(first.map((r) => r.date)).toEqual(['2026-11-20', '2026-11-21']);
     expect(await dirtySilverDates(inc.lake)).toEqual([]);
     expect(await runSilverJob(jobOptions(inc))).toEqual([]); // nothing changed: nothing rebuilt
+    await runGoldJob({
+      lake: inc.lake,
+      workDir: inc.dir,
+      sensorIntervals: {},
+      defaultIntervalMs: 1_800_000,
+      logger: silentLogger(),
+    });
 
     await inc.store.append([...late, { ...late[0]!, ingestTime: late[0]!.ingestTime + 1 }], []);
     await runBronzeExport({
@@ -160,6 +182,22 @@ describe('silver job', () => {
       logger: silentLogger(),
     });
     await runSilverJob(jobOptions(once));
+
+    // Gold, incrementally (once before the late data arrived, once after) and all at once.
+    const goldOptions = (l: Lakehouse) => ({
+      lake: l.lake,
+      workDir: l.dir,
+      sensorIntervals: {},
+      defaultIntervalMs: 1_800_000,
+      logger: silentLogger(),
+    });
+    await runGoldJob(goldOptions(inc));
+    expect((await runGoldJob(goldOptions(inc))).dates).toEqual([]); // silver unchanged since: nothing rebuilt
+    await runGoldJob(goldOptions(once));
+    for (const table of ['sensor_5min', 'location_hourly', 'daily_summary', 'device_summary']) {
+      expect(await goldRows(inc, table), table).toEqual(await goldRows(once, table));
+    }
+    expect(await goldRows(inc, 'daily_summary')).toHaveLength(4);
 
     const incremental = await silverRows(inc);
     expect(incremental).toHaveLength(192);

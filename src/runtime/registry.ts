@@ -54,6 +54,17 @@ export class SensorRegistry {
     for (const id of sensorIds) this.known.add(id);
   }
 
+  /** Expected interval per configured sensor (its own, else its type's), ms. */
+  intervals(): Record<string, number> {
+    const out: Record<string, number> = {};
+    for (const [id, sensor] of this.configured) {
+      const interval =
+        sensor.intervalMs ?? (sensor.type ? this.types.get(sensor.type)?.intervalMs : undefined);
+      if (interval !== undefined) out[id] = interval;
+    }
+    return out;
+  }
+
   /** Every configured range, by type and by sensor: what the lake's SQL flags against. */
   ranges(): { byType: Record<string, PhysicalRange>; bySensor: Record<string, PhysicalRange> } {
     const byType: Record<string, PhysicalRange> = {};
