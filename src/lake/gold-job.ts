@@ -9,9 +9,9 @@
  */
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import path from 'node:path';
-import { DuckDBInstance } from '@duckdb/node-api';
 import type { ObjectInfo, ObjectStore } from '../core/object-store.js';
 import type { Logger } from '../observability/logger.js';
+import { withLakeEngine } from './engine.js';
 import { buildDeviceSummary, buildGoldPartition } from './gold/index.js';
 import { SILVER_READINGS_PREFIX } from './silver-job.js';
 
@@ -81,54 +81,52 @@ export async function runGoldJob(options: GoldJobOptions): Promise<GoldJobReport
   mkdirSync(options.workDir, { recursive: true });
   const work = mkdtempSync(path.join(options.workDir, 'gold-'));
   const cache = path.join(work, 'cache');
-  const db = await DuckDBInstance.create(':memory:', {
-    autoinstall_known_extensions: 'false',
-    autoload_known_extensions: 'false',
-  });
-  const conn = await db.connect();
   try {
-    const silverFiles = new Map<string, string>();
-    for (const [date, object] of silver)
-      silverFiles.set(date, await localFile(lake, object, cache));
-    for (const date of dirty) {
-      const outDir = path.join(work, date);
-      const built = await buildGoldPartition({
+    await withLakeEngine(async (conn) => {
+      const silverFiles = new Map<string, string>();
+      for (const [date, object] of silver)
+        silverFiles.set(date, await localFile(lake, object, cache));
+      for (const date of dirty) {
+        const outDir = path.join(work, date);
+        const built = await buildGoldPartition({
+          conn,
+          silverFiles: [silverFiles.get(date)!],
+          date,
+          sensorIntervals: options.sensorIntervals,
+          defaultIntervalMs: options.defaultIntervalMs,
+          outDir,
+        });
+        await lake.putFile(`gold/sensor_5min/date=${date}/part-0.parquet`, built.sensor5min.file);
+        await lake.putFile(
+          `gold/location_hourly/date=${date}/part-0.parquet`,
+          built.locationHourly.file,
+        );
+        await lake.putFile(
+          `gold/daily_summary/date=${date}/part-0.parquet`,
+          built.dailySummary.file,
+        );
+        await lake.put(
+          manifestKey(date),
+          JSON.stringify({ silver_etag: silver.get(date)!.etag }, null, 2),
+        );
+        const dateReport = {
+          date,
+          sensor5min: built.sensor5min.rows,
+          locationHourly: built.locationHourly.rows,
+          dailySummary: built.dailySummary.rows,
+        };
+        logger.info(dateReport, 'gold partition built');
+        report.dates.push(dateReport);
+      }
+      const devices = await buildDeviceSummary({
         conn,
-        silverFiles: [silverFiles.get(date)!],
-        date,
-        sensorIntervals: options.sensorIntervals,
-        defaultIntervalMs: options.defaultIntervalMs,
-        outDir,
+        silverFiles: [...silverFiles.values()].sort(),
+        outDir: path.join(work, 'devices'),
       });
-      await lake.putFile(`gold/sensor_5min/date=${date}/part-0.parquet`, built.sensor5min.file);
-      await lake.putFile(
-        `gold/location_hourly/date=${date}/part-0.parquet`,
-        built.locationHourly.file,
-      );
-      await lake.putFile(`gold/daily_summary/date=${date}/part-0.parquet`, built.dailySummary.file);
-      await lake.put(
-        manifestKey(date),
-        JSON.stringify({ silver_etag: silver.get(date)!.etag }, null, 2),
-      );
-      const dateReport = {
-        date,
-        sensor5min: built.sensor5min.rows,
-        locationHourly: built.locationHourly.rows,
-        dailySummary: built.dailySummary.rows,
-      };
-      logger.info(dateReport, 'gold partition built');
-      report.dates.push(dateReport);
-    }
-    const devices = await buildDeviceSummary({
-      conn,
-      silverFiles: [...silverFiles.values()].sort(),
-      outDir: path.join(work, 'devices'),
+      await lake.putFile('gold/device_summary/part-0.parquet', devices.file);
+      report.devices = devices.rows;
     });
-    await lake.putFile('gold/device_summary/part-0.parquet', devices.file);
-    report.devices = devices.rows;
   } finally {
-    conn.closeSync();
-    db.closeSync();
     rmSync(work, { recursive: true, force: true });
   }
   return report;

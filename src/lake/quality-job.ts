@@ -4,10 +4,10 @@
  * results list the failing rows. Only layers that have files are checked: a
  * fresh lake has no silver yet, and that is not a quality failure.
  */
-import { DuckDBInstance } from '@duckdb/node-api';
 import { CanopyError } from '../core/errors.js';
 import type { ObjectStore } from '../core/object-store.js';
 import type { Logger } from '../observability/logger.js';
+import { withLakeEngine } from './engine.js';
 import {
   bronzeReadingsSuite,
   runSuite,
@@ -45,12 +45,7 @@ export async function runQualityJob(options: {
     present.has(s.table),
   );
 
-  const db = await DuckDBInstance.create(':memory:', {
-    autoinstall_known_extensions: 'false',
-    autoload_known_extensions: 'false',
-  });
-  const conn = await db.connect();
-  try {
+  return await withLakeEngine(async (conn) => {
     for (const table of present) await conn.run(`CREATE VIEW ${table} AS ${views[table]}`);
     const results: SuiteResult[] = [];
     for (const suite of suites) {
@@ -61,8 +56,5 @@ export async function runQualityJob(options: {
       results.push(result);
     }
     return results;
-  } finally {
-    conn.closeSync();
-    db.closeSync();
-  }
+  });
 }

@@ -13,11 +13,11 @@
  */
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import path from 'node:path';
-import { DuckDBInstance } from '@duckdb/node-api';
 import type { Clock } from '../core/clock.js';
 import type { ObjectInfo, ObjectStore } from '../core/object-store.js';
 import type { Logger } from '../observability/logger.js';
 import { BRONZE_READINGS_PREFIX } from './bronze-export.js';
+import { previousEventDate, withLakeEngine } from './engine.js';
 import {
   buildSilverPartition,
   type SilverRanges,
@@ -61,10 +61,6 @@ const DATE_IN_KEY = /(?:^|\/)date=(\d{4}-\d{2}-\d{2})\//;
 
 function dateOf(key: string): string | undefined {
   return DATE_IN_KEY.exec(key)?.[1];
-}
-
-function previousDate(date: string): string {
-  return new Date(Date.parse(`${date}T00:00:00Z`) - 86_400_000).toISOString().slice(0, 10);
 }
 
 function manifestKey(date: string): string {
@@ -129,7 +125,7 @@ async function bronzeByDate(lake: ObjectStore): Promise<Map<string, ObjectInfo[]
 }
 
 function inputsFor(byDate: Map<string, ObjectInfo[]>, date: string): Record<string, string> {
-  const objects = [...(byDate.get(previousDate(date)) ?? []), ...(byDate.get(date) ?? [])];
+  const objects = [...(byDate.get(previousEventDate(date)) ?? []), ...(byDate.get(date) ?? [])];
   return Object.fromEntries(objects.map((o) => [o.key, o.etag]));
 }
 
@@ -148,55 +144,56 @@ export async function runSilverJob(options: SilverJobOptions): Promise<SilverDat
 
   mkdirSync(options.workDir, { recursive: true });
   const work = mkdtempSync(path.join(options.workDir, 'silver-'));
-  const db = await DuckDBInstance.create(':memory:', {
-    autoinstall_known_extensions: 'false',
-    autoload_known_extensions: 'false',
-  });
-  const conn = await db.connect();
   try {
-    for (const date of [...dirty].sort()) {
-      const inputs = inputsFor(byDate, date);
-      const objects = [...(byDate.get(previousDate(date)) ?? []), ...(byDate.get(date) ?? [])];
-      const { files, root } = await localFiles(lake, objects, path.join(work, 'cache'));
-      const outDir = path.join(work, date);
-      const processingTime = options.clock.now();
-      const built = await buildSilverPartition({
-        conn,
-        bronzeFiles: files,
-        date,
-        ranges: options.ranges,
-        zscore: options.zscore,
-        deviceScoreThreshold: options.deviceScoreThreshold,
-        pipelineVersion: SILVER_PIPELINE_VERSION,
-        processingTime,
-        outDir,
-        lineageRoot: root,
-      });
-      await lake.putFile(
-        `${ANOMALIES_READINGS_PREFIX}date=${date}/part-0.parquet`,
-        built.anomaliesFile,
-      );
-      await lake.putFile(`${SILVER_READINGS_PREFIX}date=${date}/part-0.parquet`, built.silverFile);
-      const manifest: Manifest = {
-        pipeline_version: SILVER_PIPELINE_VERSION,
-        built_at: new Date(processingTime).toISOString(),
-        rows: built.rows,
-        inputs,
-      };
-      await lake.put(manifestKey(date), JSON.stringify(manifest, null, 2));
-      const report = {
-        date,
-        rows: built.rows,
-        anomalies: built.anomalies,
-        duplicatesDropped: built.duplicatesDropped,
-        missing: built.missing,
-      };
-      logger.info(report, 'silver partition built');
-      reports.push(report);
-    }
+    await withLakeEngine(async (conn) => {
+      for (const date of [...dirty].sort()) {
+        const inputs = inputsFor(byDate, date);
+        const objects = [
+          ...(byDate.get(previousEventDate(date)) ?? []),
+          ...(byDate.get(date) ?? []),
+        ];
+        const { files, root } = await localFiles(lake, objects, path.join(work, 'cache'));
+        const outDir = path.join(work, date);
+        const processingTime = options.clock.now();
+        const built = await buildSilverPartition({
+          conn,
+          bronzeFiles: files,
+          date,
+          ranges: options.ranges,
+          zscore: options.zscore,
+          deviceScoreThreshold: options.deviceScoreThreshold,
+          pipelineVersion: SILVER_PIPELINE_VERSION,
+          processingTime,
+          outDir,
+          lineageRoot: root,
+        });
+        await lake.putFile(
+          `${ANOMALIES_READINGS_PREFIX}date=${date}/part-0.parquet`,
+          built.anomaliesFile,
+        );
+        await lake.putFile(
+          `${SILVER_READINGS_PREFIX}date=${date}/part-0.parquet`,
+          built.silverFile,
+        );
+        const manifest: Manifest = {
+          pipeline_version: SILVER_PIPELINE_VERSION,
+          built_at: new Date(processingTime).toISOString(),
+          rows: built.rows,
+          inputs,
+        };
+        await lake.put(manifestKey(date), JSON.stringify(manifest, null, 2));
+        const report = {
+          date,
+          rows: built.rows,
+          anomalies: built.anomalies,
+          duplicatesDropped: built.duplicatesDropped,
+          missing: built.missing,
+        };
+        logger.info(report, 'silver partition built');
+        reports.push(report);
+      }
+    });
   } finally {
-    conn.closeSync();
-    db.closeSync();
     rmSync(work, { recursive: true, force: true });
   }
   return reports;

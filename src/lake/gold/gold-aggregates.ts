@@ -21,6 +21,7 @@ import { mkdirSync, renameSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { DOUBLE, VARCHAR, type DuckDBConnection } from '@duckdb/node-api';
 import { CanopyError } from '../../core/errors.js';
+import { isEventDate } from '../engine.js';
 
 export interface GoldFileReport {
   /** Local path of the written Parquet file. */
@@ -130,8 +131,6 @@ export const GOLD_COLUMNS = {
 const SILVER = '__gold_silver';
 const INTERVALS = '__gold_intervals';
 
-const DATE_PATTERN = /^\d{4}-\d{2}-\d{2}$/;
-
 function invalid(message: string): CanopyError {
   return new CanopyError('CANOPY_CONFIG_INVALID', `gold aggregates: ${message}`);
 }
@@ -142,7 +141,7 @@ function validInterval(ms: number): boolean {
 
 function validate(options: BuildGoldOptions): void {
   const { date } = options;
-  if (!DATE_PATTERN.test(date) || Number.isNaN(Date.parse(`${date}T00:00:00Z`))) {
+  if (!isEventDate(date)) {
     throw invalid(`date must be YYYY-MM-DD, got ${JSON.stringify(date)}`);
   }
   if (!validInterval(options.defaultIntervalMs)) {

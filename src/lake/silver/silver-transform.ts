@@ -27,6 +27,7 @@ import { renameSync, mkdirSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { BIGINT, DOUBLE, VARCHAR, type DuckDBConnection } from '@duckdb/node-api';
 import { CanopyError } from '../../core/errors.js';
+import { isEventDate } from '../engine.js';
 
 export interface SilverRange {
   min: number;
@@ -119,15 +120,13 @@ const SENSOR_RANGES = '__silver_sensor_ranges';
 const TYPE_RANGES = '__silver_type_ranges';
 const RESULT = '__silver_result';
 
-const DATE_PATTERN = /^\d{4}-\d{2}-\d{2}$/;
-
 function invalid(message: string): CanopyError {
   return new CanopyError('CANOPY_CONFIG_INVALID', `silver transform: ${message}`);
 }
 
 function validate(options: BuildSilverOptions): void {
   const { date, zscore } = options;
-  if (!DATE_PATTERN.test(date) || Number.isNaN(Date.parse(`${date}T00:00:00Z`))) {
+  if (!isEventDate(date)) {
     throw invalid(`date must be YYYY-MM-DD, got ${JSON.stringify(date)}`);
   }
   // The window size is spliced into the frame clause (DuckDB does not bind
