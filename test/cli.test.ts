@@ -256,6 +256,15 @@ describe('canopy jobs run bronze-export and silver, then canopy query', () => {
         ],
       });
 
+      const retention = await canopy(['jobs', 'run', 'retention', '--dry-run'], {
+        CANOPY_DATA_DIR: dir,
+      });
+      expect(retention.code).toBe(0);
+      expect(JSON.parse(retention.stdout)).toMatchObject({
+        dryRun: true,
+        layers: { bronze: { keys: [] } },
+      });
+
       const quality = await canopy(['jobs', 'run', 'quality'], { CANOPY_DATA_DIR: dir });
       expect(quality.code).toBe(0);
       expect(

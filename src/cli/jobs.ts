@@ -10,9 +10,11 @@ import {
   runBronzeExport,
   runGoldJob,
   runQualityJob,
+  runRetention,
   runSilverJob,
   type BronzeExportReport,
   type GoldJobReport,
+  type RetentionReport,
   type SilverDateReport,
 } from '../lake/index.js';
 import type { SuiteResult } from '../lake/quality/index.js';
@@ -22,7 +24,7 @@ import { openStore } from '../runtime/app.js';
 import { openLakeQueries, type QueryResult } from '../query/index.js';
 import { createObjectStore } from '../storage/index.js';
 
-export const JOBS = ['bronze-export', 'silver', 'gold', 'quality'] as const;
+export const JOBS = ['bronze-export', 'silver', 'gold', 'quality', 'retention'] as const;
 
 /** Health of sensors with no configured interval assumes one reading a minute (the conservatory's polling). */
 const DEFAULT_INTERVAL_MS = 60_000;
@@ -31,14 +33,28 @@ export type JobName = (typeof JOBS)[number];
 export interface JobOutcome {
   /** False when the job ran but found a problem (a failed quality suite). */
   ok: boolean;
-  report: BronzeExportReport | SilverDateReport[] | GoldJobReport | SuiteResult[];
+  report: BronzeExportReport | SilverDateReport[] | GoldJobReport | SuiteResult[] | RetentionReport;
 }
 
-export async function runJob(config: CanopyConfig, job: JobName): Promise<JobOutcome> {
+export async function runJob(
+  config: CanopyConfig,
+  job: JobName,
+  options: { dryRun?: boolean } = {},
+): Promise<JobOutcome> {
   const logger = createLogger(config.log.level, true).child({ job });
   const lake = createObjectStore(config.lake, config.dataDir);
   const workDir = path.join(config.dataDir, 'tmp');
   try {
+    if (job === 'retention') {
+      const report = await runRetention({
+        lake,
+        days: config.lake.retentionDays,
+        clock: systemClock,
+        logger,
+        dryRun: options.dryRun ?? false,
+      });
+      return { ok: true, report };
+    }
     if (job === 'gold') {
       const registry = new SensorRegistry(config.sensors, config.sensorTypes);
       const report = await runGoldJob({

@@ -138,7 +138,8 @@ jobs
   )
   .addOption(new Option('--config <file>', 'YAML config file'))
   .argument('<job>', JOBS.join(' | '))
-  .action(async (job: string, opts: { config?: string }) => {
+  .option('--dry-run', 'retention: list what would be deleted, delete nothing')
+  .action(async (job: string, opts: { config?: string; dryRun?: boolean }) => {
     const config = load(opts.config);
     try {
       if (!isJobName(job)) {
@@ -147,7 +148,7 @@ jobs
           `unknown job "${job}"; known: ${JOBS.join(', ')}`,
         );
       }
-      const outcome = await runJob(config, job);
+      const outcome = await runJob(config, job, { dryRun: opts.dryRun ?? false });
       console.log(
         JSON.stringify(
           outcome.report,

@@ -207,6 +207,16 @@ export const configSchema = z.strictObject({
           'How often new hot-store rows are exported to bronze (then the hot window is purged).',
         ),
       path: z.string().optional().describe('Local lake folder; default `<dataDir>/lake`.'),
+      retentionDays: z
+        .strictObject({
+          bronze: z.number().positive().default(30),
+          silver: z.number().positive().default(60),
+          anomalies: z.number().positive().default(7),
+          gold: z.number().positive().default(90),
+          deadletter: z.number().positive().default(7),
+        })
+        .prefault({})
+        .describe('Days each lake layer keeps, by event date (`canopy jobs run retention`).'),
       s3: z
         .strictObject({
           bucket: z.string().min(1).optional().describe('Bucket name (required when kind is s3).'),

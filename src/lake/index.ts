@@ -21,3 +21,4 @@ export {
   type GoldJobReport,
   type GoldDateReport,
 } from './gold-job.js';
+export { runRetention, type RetentionDays, type RetentionReport } from './retention.js';
