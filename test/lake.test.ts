@@ -89,6 +89,11 @@ describe('housekeeping', () => {
       expect(refused.json<{ error: { code: string } }>().error.code).toBe('CANOPY_QUERY_REFUSED');
     }
 
+    const catalog = await app.api.inject({ method: 'GET', url: '/api/catalog' });
+    expect(catalog.json()).toMatchObject({
+      tables: [{ table: 'bronze/readings', layer: 'bronze', rows: 51 }],
+    });
+
     const metrics = (await app.api.inject({ method: 'GET', url: '/metrics' })).body;
     expect(metrics).toMatch(/^canopy_bronze_exported_rows_total 51$/m);
     expect(metrics).toMatch(/^canopy_hot_store_purged_rows_total 41$/m);

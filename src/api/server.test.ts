@@ -22,6 +22,7 @@ const app = buildApi({
     run: () => Promise.reject(new CanopyError('CANOPY_QUERY_UNAVAILABLE', 'no lake here')),
     close: () => Promise.resolve(),
   },
+  catalog: () => Promise.resolve([]),
   metrics: new Metrics({ defaultMetrics: false }),
   logger: silentLogger(),
   maxPayloadBytes: 1024,

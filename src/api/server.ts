@@ -19,6 +19,7 @@ import type { HotStore } from '../core/store.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { LakeQueries } from '../query/index.js';
+import type { CatalogTable } from '../lake/index.js';
 import { parseLimit, parseTimeParam, optionalString } from './params.js';
 
 export interface ApiDeps {
@@ -29,6 +30,8 @@ export interface ApiDeps {
   maxPayloadBytes: number;
   /** SQL over the lake (`POST /api/query`). */
   queries: LakeQueries;
+  /** The lake catalogue (`GET /api/catalog`). */
+  catalog: () => Promise<CatalogTable[]>;
   /** Seconds clients are told to wait when ingest is overloaded. */
   retryAfterSeconds?: number;
 }
@@ -207,6 +210,29 @@ export function buildApi(deps: ApiDeps): FastifyInstance {
       row_count: result.rowCount,
       truncated: result.truncated,
       elapsed_ms: result.elapsedMs,
+    };
+  });
+
+  app.get('/api/catalog', async () => {
+    const iso = (ms: number) => new Date(ms).toISOString();
+    return {
+      tables: (await deps.catalog()).map((t) => ({
+        table: t.table,
+        layer: t.layer,
+        files: t.files,
+        bytes: t.bytes,
+        rows: t.rows,
+        last_modified: iso(t.lastModified),
+        columns: t.columns,
+        partitions: t.partitions.map((p) => ({
+          partition: p.partition,
+          files: p.files,
+          bytes: p.bytes,
+          rows: p.rows,
+          last_modified: iso(p.lastModified),
+          dirty: p.dirty,
+        })),
+      })),
     };
   });
 

@@ -7,12 +7,14 @@ import path from 'node:path';
 import type { CanopyConfig } from '../config/schema.js';
 import { systemClock } from '../core/clock.js';
 import {
+  buildCatalog,
   runBronzeExport,
   runGoldJob,
   runQualityJob,
   runRetention,
   runSilverJob,
   type BronzeExportReport,
+  type CatalogTable,
   type GoldJobReport,
   type RetentionReport,
   type SilverDateReport,
@@ -105,6 +107,15 @@ export async function queryLake(config: CanopyConfig, sql: string): Promise<Quer
     return await queries.run(sql);
   } finally {
     await queries.close();
+    lake.close();
+  }
+}
+
+export async function lakeCatalog(config: CanopyConfig): Promise<CatalogTable[]> {
+  const lake = createObjectStore(config.lake, config.dataDir);
+  try {
+    return await buildCatalog(lake);
+  } finally {
     lake.close();
   }
 }

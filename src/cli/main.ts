@@ -11,7 +11,7 @@ import { renderErrorDocs } from '../core/error-docs.js';
 import { createLogger } from '../observability/logger.js';
 import { startCanopy } from '../runtime/app.js';
 import { ingestFile } from './ingest-file.js';
-import { JOBS, queryLake, runJob, type JobName } from './jobs.js';
+import { JOBS, lakeCatalog, queryLake, runJob, type JobName } from './jobs.js';
 import { simulateCommand } from './simulate.js';
 
 function fail(err: unknown): never {
@@ -125,6 +125,21 @@ program
     try {
       const result = await queryLake(config, sql);
       console.log(JSON.stringify(result, null, 2));
+    } catch (err) {
+      fail(err);
+    }
+  });
+
+program
+  .command('catalog')
+  .description(
+    'the lake catalogue: tables, partitions, files, bytes, rows, columns, dirty partitions',
+  )
+  .addOption(new Option('--config <file>', 'YAML config file'))
+  .action(async (opts: { config?: string }) => {
+    const config = load(opts.config);
+    try {
+      console.log(JSON.stringify(await lakeCatalog(config), null, 2));
     } catch (err) {
       fail(err);
     }

@@ -56,25 +56,36 @@ async function localFile(
   return file;
 }
 
-export async function runGoldJob(options: GoldJobOptions): Promise<GoldJobReport> {
-  const { lake, logger } = options;
+async function silverFiles(lake: ObjectStore): Promise<Map<string, ObjectInfo>> {
   const silver = new Map<string, ObjectInfo>();
   for (const object of await lake.list(SILVER_READINGS_PREFIX)) {
     const date = SILVER_FILE.exec(object.key)?.[1];
     if (date) silver.set(date, object);
   }
+  return silver;
+}
+
+/** Dates whose silver file differs from the one their gold was built from (or that have no gold yet). */
+export async function dirtyGoldDates(lake: ObjectStore): Promise<string[]> {
   const dirty: string[] = [];
-  for (const [date, object] of [...silver].sort(([a], [b]) => (a < b ? -1 : 1))) {
+  for (const [date, object] of [...(await silverFiles(lake))].sort(([a], [b]) =>
+    a < b ? -1 : 1,
+  )) {
     const head = await lake.head(manifestKey(date));
-    const builtFrom = head
-      ? (
-          JSON.parse((await lake.get(manifestKey(date))).toString('utf8')) as {
-            silver_etag?: string;
-          }
-        ).silver_etag
+    const manifest = head
+      ? (JSON.parse((await lake.get(manifestKey(date))).toString('utf8')) as {
+          silver_etag?: string;
+        })
       : undefined;
-    if (builtFrom !== object.etag) dirty.push(date);
+    if (manifest?.silver_etag !== object.etag) dirty.push(date);
   }
+  return dirty;
+}
+
+export async function runGoldJob(options: GoldJobOptions): Promise<GoldJobReport> {
+  const { lake, logger } = options;
+  const silver = await silverFiles(lake);
+  const dirty = await dirtyGoldDates(lake);
   const report: GoldJobReport = { dates: [], devices: null };
   if (dirty.length === 0) return report;
 

@@ -17,8 +17,10 @@ export { runQualityJob } from './quality-job.js';
 export * from './gold/index.js';
 export {
   runGoldJob,
+  dirtyGoldDates,
   type GoldJobOptions,
   type GoldJobReport,
   type GoldDateReport,
 } from './gold-job.js';
 export { runRetention, type RetentionDays, type RetentionReport } from './retention.js';
+export { buildCatalog, type CatalogTable, type CatalogPartition } from './catalog.js';

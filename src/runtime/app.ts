@@ -18,6 +18,7 @@ import type { HotStore } from '../core/store.js';
 import type { CanopyConfig } from '../config/schema.js';
 import { buildApi } from '../api/server.js';
 import { openLakeQueries } from '../query/index.js';
+import { buildCatalog } from '../lake/index.js';
 import type { Logger } from '../observability/logger.js';
 import { Metrics } from '../observability/metrics.js';
 import { EmbeddedMqttBroker } from '../sources/mqtt-broker.js';
@@ -92,6 +93,7 @@ export async function startCanopy(config: CanopyConfig, options: StartOptions): 
       sink: pipeline,
       store,
       queries,
+      catalog: () => buildCatalog(lake),
       metrics,
       logger,
       maxPayloadBytes: config.ingest.maxPayloadBytes,
