@@ -49,6 +49,7 @@ describe('housekeeping', () => {
     expect(
       (await post([...body('old', 3 * 3_600_000, 40), ...body('fresh', 0, 10)])).statusCode,
     ).toBe(200);
+    expect((await post('{"not": json')).statusCode).toBe(400); // one dead letter
 
     await app.housekeeping.runOnce();
     expect(await bronzeCount(path.join(app.dataDir, 'lake'))).toBe(50);
@@ -79,6 +80,8 @@ describe('housekeeping', () => {
       ],
       truncated: false,
     });
+    const letters = await query('SELECT reason, raw FROM dead_letters');
+    expect(letters.json()).toMatchObject({ rows: [['INVALID_JSON', '{"not": json']] });
     for (const sql of [
       'DELETE FROM bronze_readings',
       "SELECT * FROM read_csv('/etc/passwd')",
@@ -91,7 +94,10 @@ describe('housekeeping', () => {
 
     const catalog = await app.api.inject({ method: 'GET', url: '/api/catalog' });
     expect(catalog.json()).toMatchObject({
-      tables: [{ table: 'bronze/readings', layer: 'bronze', rows: 51 }],
+      tables: [
+        { table: 'bronze/readings', layer: 'bronze', rows: 51 },
+        { table: 'deadletter', layer: 'deadletter', files: 1, rows: null },
+      ],
     });
 
     const metrics = (await app.api.inject({ method: 'GET', url: '/metrics' })).body;

@@ -117,6 +117,13 @@ export interface HotStore {
   listDeadLetters(query: DeadLetterQuery): Promise<Page<StoredDeadLetter>>;
   countDeadLetters(): Promise<number>;
 
+  /** Dead letters with id above `afterId`, lowest id first, at most `limit` (1..10 000). */
+  deadLettersAfter(afterId: bigint, limit: number): Promise<StoredDeadLetter[]>;
+  /** Highest dead-letter id exported to the lake; 0 before any export. */
+  getDeadLetterWatermark(): Promise<bigint>;
+  /** Throws CANOPY_API_BAD_REQUEST for a negative id or one beyond the last dead letter. */
+  setDeadLetterWatermark(id: bigint): Promise<void>;
+
   /** Highest seq exported to the lake; 0 before any export. */
   getExportWatermark(): Promise<bigint>;
   setExportWatermark(seq: bigint): Promise<void>;

@@ -24,3 +24,8 @@ export {
 } from './gold-job.js';
 export { runRetention, type RetentionDays, type RetentionReport } from './retention.js';
 export { buildCatalog, type CatalogTable, type CatalogPartition } from './catalog.js';
+export {
+  runDeadLetterExport,
+  DEAD_LETTER_PREFIX,
+  type DeadLetterExportReport,
+} from './deadletter-export.js';

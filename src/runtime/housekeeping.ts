@@ -1,6 +1,6 @@
 /**
- * Housekeeping on an interval: export new hot-store rows to bronze, then
- * purge the hot window. The purge only ever deletes rows at or below the
+ * Housekeeping on an interval: export new hot-store rows to bronze and new
+ * dead letters to `deadletter/`, then purge the hot window. The purge only ever deletes rows at or below the
  * export watermark, so a failed export simply means nothing is purged.
  * A tick that finds the previous one still running is skipped.
  */
@@ -9,7 +9,7 @@ import type { Clock } from '../core/clock.js';
 import type { ObjectStore } from '../core/object-store.js';
 import type { HotStore } from '../core/store.js';
 import type { CanopyConfig } from '../config/schema.js';
-import { runBronzeExport } from '../lake/index.js';
+import { runBronzeExport, runDeadLetterExport } from '../lake/index.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 
@@ -41,6 +41,7 @@ export function startHousekeeping(deps: {
         logger,
       });
       metrics.bronzeExportedRows.inc(report.rows);
+      await runDeadLetterExport({ store, lake, logger });
     } catch (err) {
       metrics.housekeepingFailures.inc({ step: 'export' });
       logger.error({ err }, 'bronze export failed; nothing new will be purged until it succeeds');

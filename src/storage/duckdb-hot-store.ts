@@ -82,6 +82,7 @@ export const DUCKDB_SCHEMA_VERSION = 1;
 
 const META_SCHEMA_VERSION = 'schema_version';
 const META_EXPORT_WATERMARK = 'export_watermark';
+const META_DEAD_LETTER_WATERMARK = 'deadletter_export_watermark';
 /** Highest seq ever deleted by `purge`, so that seqs are not reused once the table is empty. */
 const META_SEQ_FLOOR = 'seq_floor';
 
@@ -704,6 +705,47 @@ export class DuckDbHotStore implements HotStore {
 
   countDeadLetters(): Promise<number> {
     return this.read((conn) => countRows(conn, 'dead_letters'));
+  }
+
+  async deadLettersAfter(afterId: bigint, limit: number): Promise<StoredDeadLetter[]> {
+    const max = checkLimit(limit);
+    return await this.read(async (conn) =>
+      (
+        await conn.runAndReadAll(
+          `SELECT ${DEAD_LETTER_COLUMNS} FROM dead_letters WHERE id > $1 ORDER BY id LIMIT $2`,
+          [afterId, BigInt(max)],
+          [BIGINT, BIGINT],
+        )
+      )
+        .getRows()
+        .map(toStoredDeadLetter),
+    );
+  }
+
+  getDeadLetterWatermark(): Promise<bigint> {
+    return this.read(async (conn) =>
+      BigInt((await readMeta(conn, META_DEAD_LETTER_WATERMARK)) ?? '0'),
+    );
+  }
+
+  async setDeadLetterWatermark(id: bigint): Promise<void> {
+    if (typeof id !== 'bigint' || id < 0n) {
+      throw new CanopyError(
+        'CANOPY_API_BAD_REQUEST',
+        `dead-letter watermark must be a non-negative bigint, got ${String(id)}`,
+      );
+    }
+    return await this.write(async (conn) => {
+      if (id > this.lastDeadLetterId) {
+        throw new CanopyError(
+          'CANOPY_API_BAD_REQUEST',
+          `dead-letter watermark ${id} is beyond the last dead letter ${this.lastDeadLetterId}`,
+        );
+      }
+      await this.inTransaction(conn, 'the dead-letter watermark', () =>
+        writeMeta(conn, META_DEAD_LETTER_WATERMARK, id.toString()),
+      );
+    });
   }
 
   getExportWatermark(): Promise<bigint> {

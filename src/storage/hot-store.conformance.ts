@@ -842,6 +842,25 @@ export function describeHotStoreConformance(
       });
     });
 
+    describe('dead-letter export', () => {
+      it('reads dead letters after an id, lowest first, and keeps a watermark within the stored ids', async () => {
+        const { store } = await setup();
+        const letters = Array.from({ length: 5 }, (_, i) => deadLetter({ raw: `raw-${i}` }));
+        await store.append([], letters);
+        expect(await store.getDeadLetterWatermark()).toBe(0n);
+        const after2 = await store.deadLettersAfter(2n, 2);
+        expect(after2.map((d) => [d.id, d.raw])).toEqual([
+          [3n, 'raw-2'],
+          [4n, 'raw-3'],
+        ]);
+        await store.setDeadLetterWatermark(4n);
+        expect(await store.getDeadLetterWatermark()).toBe(4n);
+        expect((await store.deadLettersAfter(4n, 10)).map((d) => d.id)).toEqual([5n]);
+        await expectCode(store.setDeadLetterWatermark(6n), 'CANOPY_API_BAD_REQUEST');
+        await expectCode(store.setDeadLetterWatermark(-1n), 'CANOPY_API_BAD_REQUEST');
+      });
+    });
+
     describe('export watermark and purge', () => {
       it('the watermark starts at 0, round-trips and survives a reopen', async () => {
         const harness = await setup();
