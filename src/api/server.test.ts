@@ -5,6 +5,7 @@ import { silentLogger } from '../observability/logger.js';
 import { Metrics } from '../observability/metrics.js';
 import { DuckDbHotStore } from '../storage/index.js';
 import { buildApi } from './server.js';
+import { newReading } from '../../test/helpers/readings.js';
 
 const store = new DuckDbHotStore({ path: ':memory:' });
 let failWith: CanopyError | undefined;
@@ -111,21 +112,8 @@ describe('API errors', () => {
 
   it('reads from/to as ISO, epoch seconds or epoch milliseconds alike (from inclusive, to exclusive)', async () => {
     const t0 = Date.UTC(2026, 10, 22, 10);
-    const row = (i: number) => ({
-      sensorId: 'api-t',
-      sensorType: null,
-      location: null,
-      eventTime: t0 + i * 1000,
-      value: i,
-      unit: null,
-      anomalyScore: null,
-      isAnomaly: false,
-      anomalyReasons: [],
-      ingestTime: t0,
-      source: 'test',
-      batchId: 'b',
-      imputed: false,
-    });
+    const row = (i: number) =>
+      newReading({ sensorId: 'api-t', eventTime: t0 + i * 1000, value: i, ingestTime: t0 });
     await store.append([0, 1, 2, 3, 4].map(row), []);
     const values = async (query: string) =>
       (await app.inject({ method: 'GET', url: `/api/data?sensor_id=api-t&${query}` }))

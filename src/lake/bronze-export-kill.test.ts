@@ -16,6 +16,7 @@ import type { NewReading } from '../core/store.js';
 import { silentLogger } from '../observability/logger.js';
 import { DuckDbHotStore, LocalObjectStore } from '../storage/index.js';
 import { runBronzeExport } from './bronze-export.js';
+import { newReading } from '../../test/helpers/readings.js';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'canopy-bronze-kill-'));
 const dbPath = path.join(dir, 'hot.duckdb');
@@ -73,21 +74,9 @@ describe('bronze export under kill -9', () => {
   it('loses and duplicates no row across repeated kills and a final restart', async () => {
     const store = new DuckDbHotStore({ path: dbPath });
     await store.open();
-    const rows: NewReading[] = Array.from({ length: TOTAL }, (_, i) => ({
-      sensorId: `s-${i % 20}`,
-      sensorType: 'temperature',
-      location: 'kew',
-      eventTime: T0 + i * 20_000,
-      value: i,
-      unit: 'C',
-      anomalyScore: null,
-      isAnomaly: false,
-      anomalyReasons: [],
-      ingestTime: T0,
-      source: 'test',
-      batchId: 'b',
-      imputed: false,
-    }));
+    const rows: NewReading[] = Array.from({ length: TOTAL }, (_, i) =>
+      newReading({ sensorId: `s-${i % 20}`, eventTime: T0 + i * 20_000, value: i, ingestTime: T0 }),
+    );
     await store.append(rows, []);
     await store.close();
 

@@ -7,6 +7,7 @@ import type { NewReading } from '../core/store.js';
 import { silentLogger } from '../observability/logger.js';
 import { DuckDbHotStore, LocalObjectStore } from '../storage/index.js';
 import { BRONZE_READINGS_PREFIX, runBronzeExport } from './bronze-export.js';
+import { newReading } from '../../test/helpers/readings.js';
 
 const HOUR = 3_600_000;
 const T0 = Date.UTC(2026, 10, 22, 9, 15);
@@ -16,21 +17,13 @@ let store: DuckDbHotStore;
 let lake: LocalObjectStore;
 
 function reading(sensorId: string, eventTime: number, value: number | null): NewReading {
-  return {
+  return newReading({
     sensorId,
-    sensorType: 'temperature',
     location: 'kew/floor-1/zone-a',
     eventTime,
     value,
-    unit: 'C',
-    anomalyScore: null,
-    isAnomaly: false,
-    anomalyReasons: [],
     ingestTime: T0 + 3 * HOUR,
-    source: 'test',
-    batchId: 'b',
-    imputed: false,
-  };
+  });
 }
 
 /** Oracle: every bronze row, read back with plain DuckDB over the lake folder. */

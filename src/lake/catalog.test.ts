@@ -10,26 +10,14 @@ import { runBronzeExport } from './bronze-export.js';
 import { buildCatalog } from './catalog.js';
 import { runGoldJob } from './gold-job.js';
 import { runSilverJob } from './silver-job.js';
+import { newReading } from '../../test/helpers/readings.js';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'canopy-catalog-'));
 afterEach(() => rmSync(dir, { recursive: true, force: true }));
 
 const T = Date.UTC(2026, 10, 20, 10);
-const reading = (eventTime: number, value: number): NewReading => ({
-  sensorId: 's',
-  sensorType: 'temperature',
-  location: 'kew',
-  eventTime,
-  value,
-  unit: 'C',
-  anomalyScore: null,
-  isAnomaly: false,
-  anomalyReasons: [],
-  ingestTime: T,
-  source: 'test',
-  batchId: 'b',
-  imputed: false,
-});
+const reading = (eventTime: number, value: number): NewReading =>
+  newReading({ eventTime, value, ingestTime: T });
 
 describe('catalogue', () => {
   it('lists tables and partitions with files, bytes, rows and columns, and flags partitions late rows made dirty', async () => {

@@ -7,6 +7,7 @@ import { silentLogger } from '../observability/logger.js';
 import { DuckDbHotStore, LocalObjectStore } from '../storage/index.js';
 import { runBronzeExport } from './bronze-export.js';
 import { runQualityJob } from './quality-job.js';
+import { newReading } from '../../test/helpers/readings.js';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'canopy-quality-job-'));
 afterEach(() => rmSync(dir, { recursive: true, force: true }));
@@ -16,22 +17,14 @@ describe('quality job', () => {
     const store = new DuckDbHotStore({ path: path.join(dir, 'hot.duckdb') });
     await store.open();
     const t = Date.UTC(2026, 10, 20, 9);
-    const rows: NewReading[] = Array.from({ length: 100 }, (_, i) => ({
-      sensorId: `s-${i % 5}`,
-      sensorType: 'temperature',
-      location: 'kew',
-      eventTime: t + i * 60_000,
-      // Two nulls (2 % > the 1 % bound) and one value beyond the physical range.
-      value: i === 10 || i === 20 ? null : i === 30 ? 120 : 20,
-      unit: 'C',
-      anomalyScore: null,
-      isAnomaly: false,
-      anomalyReasons: [],
-      ingestTime: t,
-      source: 'test',
-      batchId: 'b',
-      imputed: false,
-    }));
+    const rows: NewReading[] = Array.from({ length: 100 }, (_, i) =>
+      newReading({
+        sensorId: `s-${i % 5}`,
+        eventTime: t + i * 60_000,
+        // Two nulls (2 % > the 1 % bound) and one value beyond the physical range.
+        value: i === 10 || i === 20 ? null : i === 30 ? 120 : 20,
+      }),
+    );
     await store.append(rows, []);
     const lake = new LocalObjectStore({ root: path.join(dir, 'lake') });
     await runBronzeExport({ store, lake, workDir: dir, logger: silentLogger() });

@@ -10,6 +10,7 @@ import { DuckDbHotStore, LocalObjectStore } from '../storage/index.js';
 import { runBronzeExport } from './bronze-export.js';
 import { runGoldJob } from './gold-job.js';
 import { dirtySilverDates, runSilverJob, type SilverJobOptions } from './silver-job.js';
+import { newReading } from '../../test/helpers/readings.js';
 
 const DAY1 = Date.UTC(2026, 10, 20);
 const DAY2 = Date.UTC(2026, 10, 21);
@@ -49,21 +50,7 @@ function reading(
   value: number | null,
   ingestTime = DAY2 + 86_400_000,
 ): NewReading {
-  return {
-    sensorId,
-    sensorType: 'temperature',
-    location: 'kew',
-    eventTime,
-    value,
-    unit: 'C',
-    anomalyScore: null,
-    isAnomaly: false,
-    anomalyReasons: [],
-    ingestTime,
-    source: 'test',
-    batchId: 'b',
-    imputed: false,
-  };
+  return newReading({ sensorId, eventTime, value, ingestTime });
 }
 
 /** Every reading of two days: a steady series per sensor with a spike, a null and an out-of-range value. */

@@ -34,6 +34,7 @@ import type { StoredReading } from '../core/reading.js';
 import type {
   HotStore,
   NewReading,
+  Page,
   ReadingQuery,
   SensorRecord,
   StoredDeadLetter,
@@ -168,16 +169,17 @@ async function appendInBatches(
   return out;
 }
 
-async function walkReadings(
-  store: HotStore,
-  q: Omit<ReadingQuery, 'cursor'>,
-): Promise<StoredReading[]> {
-  const all: StoredReading[] = [];
+/** Follows `nextCursor` to the end, checking the page contract on the way. */
+async function walkPages<T>(
+  limit: number,
+  fetch: (cursor: string | undefined) => Promise<Page<T>>,
+): Promise<T[]> {
+  const all: T[] = [];
   let cursor: string | undefined;
   for (let pages = 0; pages < 2_000; pages++) {
-    const page = await store.queryReadings(cursor === undefined ? q : { ...q, cursor });
-    expect(page.items.length).toBeLessThanOrEqual(q.limit);
-    if (page.items.length < q.limit) expect(page.nextCursor).toBeNull();
+    const page = await fetch(cursor);
+    expect(page.items.length).toBeLessThanOrEqual(limit);
+    if (page.items.length < limit) expect(page.nextCursor).toBeNull();
     all.push(...page.items);
     if (page.nextCursor === null) return all;
     cursor = page.nextCursor;
@@ -185,21 +187,19 @@ async function walkReadings(
   throw new Error('pagination did not end after 2 000 pages (a cursor that does not advance?)');
 }
 
-async function walkDeadLetters(
+function walkReadings(store: HotStore, q: Omit<ReadingQuery, 'cursor'>): Promise<StoredReading[]> {
+  return walkPages(q.limit, (cursor) =>
+    store.queryReadings(cursor === undefined ? q : { ...q, cursor }),
+  );
+}
+
+function walkDeadLetters(
   store: HotStore,
   q: { reason?: string; source?: string; limit: number },
 ): Promise<StoredDeadLetter[]> {
-  const all: StoredDeadLetter[] = [];
-  let cursor: string | undefined;
-  for (let pages = 0; pages < 2_000; pages++) {
-    const page = await store.listDeadLetters(cursor === undefined ? q : { ...q, cursor });
-    expect(page.items.length).toBeLessThanOrEqual(q.limit);
-    if (page.items.length < q.limit) expect(page.nextCursor).toBeNull();
-    all.push(...page.items);
-    if (page.nextCursor === null) return all;
-    cursor = page.nextCursor;
-  }
-  throw new Error('pagination did not end after 2 000 pages (a cursor that does not advance?)');
+  return walkPages(q.limit, (cursor) =>
+    store.listDeadLetters(cursor === undefined ? q : { ...q, cursor }),
+  );
 }
 
 async function expectCode(p: Promise<unknown>, code: ErrorCode): Promise<void> {
