@@ -12,7 +12,12 @@ import { systemClock } from '../core/clock.js';
 import { CanopyError, isCanopyError, type RejectReason } from '../core/errors.js';
 import type { IngestMessage, IngestSink, PayloadFormat } from '../core/ingest.js';
 import type { CanopyConfig } from '../config/schema.js';
-import { AIR_QUALITY_UCI_MAPPING, type WideCsvMapping } from '../ingest/index.js';
+import {
+  BUILT_IN_WIDE_CSV_MAPPINGS,
+  chunkFile,
+  formatFromFileName,
+  type WideCsvMapping,
+} from '../ingest/index.js';
 import { silentLogger } from '../observability/logger.js';
 import { Metrics } from '../observability/metrics.js';
 import { openStore } from '../runtime/app.js';
@@ -27,48 +32,12 @@ export interface IngestFileSummary {
   reasons: Record<string, number>;
 }
 
-const CHUNK_RECORDS = 5_000;
-
-function formatFromName(file: string): PayloadFormat {
-  const ext = path.extname(file).toLowerCase();
-  if (ext === '.csv') return 'csv';
-  if (ext === '.ndjson' || ext === '.jsonl') return 'ndjson';
-  return 'json';
-}
-
-/** Splits a file into payloads of at most CHUNK_RECORDS records; CSV chunks repeat the header. */
-export function chunkFile(text: string, format: PayloadFormat): string[] {
-  if (format === 'json') {
-    const parsed: unknown = (() => {
-      try {
-        return JSON.parse(text) as unknown;
-      } catch {
-        return undefined; // let the decoder report INVALID_JSON with the raw text
-      }
-    })();
-    if (!Array.isArray(parsed)) return [text];
-    const chunks: string[] = [];
-    for (let i = 0; i < parsed.length; i += CHUNK_RECORDS)
-      chunks.push(JSON.stringify(parsed.slice(i, i + CHUNK_RECORDS)));
-    return chunks;
-  }
-  const lines = text.split(/\r?\n/).filter((line) => line.trim() !== '');
-  const header = format === 'csv' || format === 'csv-wide' ? lines.shift() : undefined;
-  const chunks: string[] = [];
-  for (let i = 0; i < lines.length; i += CHUNK_RECORDS) {
-    const body = lines.slice(i, i + CHUNK_RECORDS);
-    chunks.push((header === undefined ? body : [header, ...body]).join('\n'));
-  }
-  return chunks;
-}
-
 function resolveMapping(
   config: CanopyConfig,
   name: string | undefined,
 ): WideCsvMapping | undefined {
   if (name === undefined) return undefined;
-  if (name === 'air-quality-uci') return AIR_QUALITY_UCI_MAPPING;
-  const mapping = config.ingest.wideCsv[name];
+  const mapping = config.ingest.wideCsv[name] ?? BUILT_IN_WIDE_CSV_MAPPINGS[name];
   if (!mapping) {
     throw new CanopyError(
       'CANOPY_CONFIG_INVALID',
@@ -142,7 +111,7 @@ export async function ingestFile(
     throw new CanopyError('CANOPY_SOURCE_FILE_UNREADABLE', `cannot read ${file}`, { cause });
   }
   const wideCsv = resolveMapping(config, options.mapping);
-  const format = options.format ?? (wideCsv ? 'csv-wide' : formatFromName(file));
+  const format = options.format ?? (wideCsv ? 'csv-wide' : (formatFromFileName(file) ?? 'json'));
   if (format === 'csv-wide' && !wideCsv) {
     throw new CanopyError('CANOPY_CONFIG_INVALID', 'wide CSV needs --mapping NAME', {
       details: ['--mapping: required with --format csv-wide'],

@@ -24,6 +24,22 @@ export interface IngestMessage {
   origin?: string;
   /** Receive time, epoch ms; defaults to the clock at submit. */
   receivedAt?: number;
+  /**
+   * For format `csv-wide`: the name of the column mapping (a key of
+   * `ingest.wideCsv`, or a built-in such as `air-quality-uci`). Without it the
+   * pipeline's default mapping applies, if it has one.
+   */
+  wideCsvMapping?: string;
+  /**
+   * Makes the submit idempotent. The sink commits a receipt under this key in
+   * the same transaction as the message's readings and dead letters; a later
+   * submit with a key already committed stores nothing and resolves with the
+   * first result, marked `duplicate`. A submit while another with the same key
+   * is in flight waits for it. Keys are kept for a retention period
+   * (`store.receiptRetentionDays`); a key is trusted to name one payload.
+   * Sources namespace their keys (`http:…`, `file:…`).
+   */
+  idempotencyKey?: string;
 }
 
 /** One record that was turned away, with where it was in the payload. */
@@ -39,7 +55,14 @@ export interface Rejection {
 export interface IngestResult {
   batchId: string;
   accepted: number;
+  /**
+   * For a duplicate, the rejections as first reported, but with `raw` empty:
+   * receipts keep reason, message and index; the raw text is in the
+   * dead-letter store.
+   */
   rejected: Rejection[];
+  /** True when the idempotency key was already committed: this call stored nothing. */
+  duplicate?: boolean;
 }
 
 export interface IngestSink {

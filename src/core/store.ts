@@ -2,6 +2,7 @@
  * The hot-store contract. Every adapter (DuckDB now, PostgreSQL later) passes
  * the one conformance suite in `src/storage/hot-store.conformance.ts`.
  */
+import type { RejectReason } from './errors.js';
 import type { DeadLetter } from './ingest.js';
 import type { AnomalyFlags, Reading, StoredReading } from './reading.js';
 
@@ -64,6 +65,33 @@ export interface StoredDeadLetter extends DeadLetter {
   id: bigint;
 }
 
+/** A rejection as a receipt keeps it: without the raw text (that is in the dead letter). */
+export interface ReceiptRejection {
+  reason: RejectReason;
+  message: string;
+  index?: number;
+}
+
+/**
+ * The record that a message with an idempotency key was committed, written in
+ * the same transaction as its readings and dead letters, so that it exists if
+ * and only if they do.
+ */
+export interface IngestReceipt {
+  key: string;
+  batchId: string;
+  /** Readings stored. */
+  accepted: number;
+  rejections: ReceiptRejection[];
+  /** Epoch ms, by the pipeline's clock; receipts older than the retention are purged. */
+  committedAt: number;
+}
+
+export interface PurgeOptions {
+  /** Also delete receipts committed before this time (epoch ms). Receipts are kept when absent. */
+  receiptsBefore?: number;
+}
+
 export interface AppendResult {
   /** Seq of the first and last reading written; null when no reading was written. */
   firstSeq: bigint | null;
@@ -94,14 +122,20 @@ export interface HotStore {
   close(): Promise<void>;
 
   /**
-   * Writes readings and dead letters in one transaction and resolves only once
-   * it is durably committed. On rejection nothing of the call was written.
-   * Seqs are assigned in array order and are strictly increasing across calls.
+   * Writes readings, dead letters and receipts in one transaction and resolves
+   * only once it is durably committed. On rejection nothing of the call was
+   * written. Seqs are assigned in array order and are strictly increasing
+   * across calls. A receipt whose key is already stored (or repeated within
+   * the call) fails the whole call with CANOPY_STORE_COMMIT_FAILED: the store
+   * is the last guard against storing a message twice.
    */
   append(
     readings: readonly NewReading[],
     deadLetters: readonly DeadLetter[],
+    receipts?: readonly IngestReceipt[],
   ): Promise<AppendResult>;
+  /** The committed receipts among `keys` (absent keys are left out). At most 1 000 keys. */
+  findReceipts(keys: readonly string[]): Promise<Map<string, IngestReceipt>>;
 
   /** Newest first: ordered by event time descending, then seq descending. */
   queryReadings(query: ReadingQuery): Promise<Page<StoredReading>>;
@@ -139,9 +173,12 @@ export interface HotStore {
   exportReadings(afterSeq: bigint, maxRows: number, dir: string): Promise<ExportBatch | null>;
 
   /**
-   * Deletes readings whose event time is before `before` and whose seq is at
-   * or below the export watermark: a row not yet exported is never deleted.
-   * Returns the number of rows deleted.
+   * In one transaction: deletes readings whose event time is before `before`
+   * and whose seq is at or below the export watermark, and dead letters
+   * received before `before` whose id is at or below the dead-letter
+   * watermark (nothing not yet exported to the lake is ever deleted), and,
+   * with `receiptsBefore`, receipts committed before it. Ids and seqs are
+   * never reused afterwards. Returns the number of readings deleted.
    */
-  purge(before: number): Promise<number>;
+  purge(before: number, options?: PurgeOptions): Promise<number>;
 }

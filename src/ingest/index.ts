@@ -9,6 +9,12 @@ export { AIR_QUALITY_UCI_MAPPING } from './air-quality.js';
 export { decode } from './decode.js';
 export { DEFAULT_PLANTS_LOCATION } from './decode-plants.js';
 export { detectFormat } from './detect.js';
+export {
+  BUILT_IN_WIDE_CSV_MAPPINGS,
+  chunkFile,
+  FILE_CHUNK_RECORDS,
+  formatFromFileName,
+} from './file.js';
 export { decodeAndValidate } from './pipeline.js';
 export { isValidSensorId } from './sensor-id.js';
 export { parseTimestamp } from './timestamp.js';

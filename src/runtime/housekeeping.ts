@@ -1,7 +1,9 @@
 /**
  * Housekeeping on an interval: export new hot-store rows to bronze and new
- * dead letters to `deadletter/`, then purge the hot window. The purge only ever deletes rows at or below the
- * export watermark, so a failed export simply means nothing is purged.
+ * dead letters to `deadletter/`, then purge the hot window (readings and dead
+ * letters) and idempotency receipts past their retention. The purge only ever
+ * deletes readings and dead letters at or below their export watermarks, so a
+ * failed export simply means nothing new is purged.
  * A tick that finds the previous one still running is skipped.
  */
 import path from 'node:path';
@@ -47,8 +49,11 @@ export function startHousekeeping(deps: {
       logger.error({ err }, 'bronze export failed; nothing new will be purged until it succeeds');
     }
     try {
+      const now = clock.now();
       metrics.purgedRows.inc(
-        await store.purge(clock.now() - config.store.retentionHours * 3_600_000),
+        await store.purge(now - config.store.retentionHours * 3_600_000, {
+          receiptsBefore: now - config.store.receiptRetentionDays * 86_400_000,
+        }),
       );
     } catch (err) {
       metrics.housekeepingFailures.inc({ step: 'purge' });

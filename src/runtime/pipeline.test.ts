@@ -2,7 +2,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ManualClock } from '../core/clock.js';
 import { isCanopyError } from '../core/errors.js';
 import type { DeadLetter } from '../core/ingest.js';
-import type { AppendResult, NewReading } from '../core/store.js';
+import type { AppendResult, IngestReceipt, NewReading } from '../core/store.js';
 import { loadConfig } from '../config/load.js';
 import type { CanopyConfigInput } from '../config/schema.js';
 import { silentLogger } from '../observability/logger.js';
@@ -14,21 +14,26 @@ const NOW = Date.UTC(2026, 10, 22, 10, 0, 0);
 
 /** The real in-memory store, with its appends counted and, on demand, held or failed. */
 class ObservedStore extends DuckDbHotStore {
-  appends: { readings: number; deadLetters: number }[] = [];
+  appends: { readings: number; deadLetters: number; receipts?: number }[] = [];
   hold: Promise<void> | undefined;
   failNext = 0;
 
   override async append(
     readings: readonly NewReading[],
     deadLetters: readonly DeadLetter[],
+    receipts: readonly IngestReceipt[] = [],
   ): Promise<AppendResult> {
     await this.hold;
     if (this.failNext > 0) {
       this.failNext--;
       throw new Error('disk on fire');
     }
-    this.appends.push({ readings: readings.length, deadLetters: deadLetters.length });
-    return super.append(readings, deadLetters);
+    this.appends.push({
+      readings: readings.length,
+      deadLetters: deadLetters.length,
+      ...(receipts.length === 0 ? {} : { receipts: receipts.length }),
+    });
+    return super.append(readings, deadLetters, receipts);
   }
 }
 
@@ -176,5 +181,109 @@ describe('IngestPipeline', () => {
     release();
     await Promise.all([submitted, draining]);
     expect(await store.countReadings()).toBe(1);
+  });
+});
+
+describe('IngestPipeline idempotency keys', () => {
+  const keyed = (body: unknown, idempotencyKey: string) => ({ ...json(body), idempotencyKey });
+
+  it('stores a keyed message once and answers a repeat with the first result, marked duplicate', async () => {
+    const pipeline = await pipelineFor();
+    const body = [reading('k1', 0), reading('k1', 1, 'bad' as never), reading('k1', 2)];
+    const first = await pipeline.submit(keyed(body, 'test:1'));
+    expect(first).toMatchObject({ accepted: 2 });
+    expect(first.duplicate).toBeUndefined();
+    const again = await pipeline.submit(keyed(body, 'test:1'));
+    expect(again).toEqual({
+      batchId: first.batchId,
+      accepted: 2,
+      // The receipt keeps reason, message and index; raw is in the dead letter.
+      rejected: first.rejected.map((r) => ({ ...r, raw: '' })),
+      duplicate: true,
+    });
+    expect(await store.countReadings()).toBe(2);
+    expect(await store.countDeadLetters()).toBe(1);
+    expect(store.appends).toEqual([{ readings: 2, deadLetters: 1, receipts: 1 }]);
+    expect(await metrics.duplicateMessages.get()).toMatchObject({
+      values: [{ value: 1, labels: { source: 'test' } }],
+    });
+  });
+
+  it('a different key stores the same payload again (the key, not the content, decides)', async () => {
+    const pipeline = await pipelineFor();
+    await pipeline.submit(keyed([reading('k2', 0)], 'test:a'));
+    await pipeline.submit(keyed([reading('k2', 0)], 'test:b'));
+    expect(await store.countReadings()).toBe(2);
+  });
+
+  it('a second submit with a key in flight waits for the first and stores nothing', async () => {
+    const pipeline = await pipelineFor();
+    let release!: () => void;
+    store.hold = new Promise((resolve) => (release = resolve));
+    const body = Array.from({ length: 5 }, (_, i) => reading('k3', i));
+    const submits = Array.from({ length: 4 }, () => pipeline.submit(keyed(body, 'test:same')));
+    release();
+    const results = await Promise.all(submits);
+    expect(results.filter((r) => r.duplicate !== true)).toHaveLength(1);
+    expect(new Set(results.map((r) => r.batchId)).size).toBe(1);
+    expect(results.every((r) => r.accepted === 5)).toBe(true);
+    expect(await store.countReadings()).toBe(5);
+    expect(store.appends.reduce((n, a) => n + (a.receipts ?? 0), 0)).toBe(1);
+  });
+
+  it('when the first attempt fails, a waiting submit with the same key stores the message itself', async () => {
+    const pipeline = await pipelineFor();
+    store.failNext = 1;
+    const body = [reading('k4', 0)];
+    const [first, second] = await Promise.allSettled([
+      pipeline.submit(keyed(body, 'test:retry')),
+      pipeline.submit(keyed(body, 'test:retry')),
+    ]);
+    expect(first.status).toBe('rejected');
+    expect(second).toMatchObject({ status: 'fulfilled', value: { accepted: 1 } });
+    expect((second as PromiseFulfilledResult<{ duplicate?: boolean }>).value.duplicate).toBe(
+      undefined,
+    );
+    expect(await store.countReadings()).toBe(1);
+  });
+
+  it('keeps receipts of keyed messages committed in one group apart', async () => {
+    const pipeline = await pipelineFor();
+    await Promise.all(
+      Array.from({ length: 20 }, (_, i) => pipeline.submit(keyed([reading('g', i)], `test:g${i}`))),
+    );
+    const keys = Array.from({ length: 20 }, (_, i) => `test:g${i}`);
+    expect((await store.findReceipts(keys)).size).toBe(20);
+    expect(store.appends.length).toBeLessThan(20); // they did share commits
+    const repeats = await Promise.all(
+      keys.map((k, i) => pipeline.submit(keyed([reading('g', i)], k))),
+    );
+    expect(repeats.every((r) => r.duplicate === true && r.accepted === 1)).toBe(true);
+    expect(await store.countReadings()).toBe(20);
+  });
+
+  it('a message naming a wide-CSV mapping is decoded with it', async () => {
+    const pipeline = await pipelineFor({
+      ingest: {
+        wideCsv: {
+          rig: { deviceId: 'rig', timestamp: { column: 'ts', format: 'epoch_ms' } },
+        },
+      },
+    });
+    const csv = `ts,temp,hum\n${NOW - 1000},21.5,40\n`;
+    const result = await pipeline.submit({
+      source: 'test',
+      payload: csv,
+      format: 'csv-wide',
+      wideCsvMapping: 'rig',
+    });
+    expect(result).toMatchObject({ accepted: 2, rejected: [] });
+    const unknown = await pipeline.submit({
+      source: 'test',
+      payload: csv,
+      format: 'csv-wide',
+      wideCsvMapping: 'nope',
+    });
+    expect(unknown.rejected.map((r) => r.reason)).toEqual(['UNSUPPORTED_FORMAT']);
   });
 });

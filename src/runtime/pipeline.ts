@@ -12,13 +12,27 @@
  * commit takes everything queued (up to `maxBatchReadings`). Under load that
  * makes batches large and commits few; at low rates each message commits at
  * once with no added delay.
+ *
+ * Idempotency keys: a message with `idempotencyKey` is checked against the
+ * store's receipts first; a key already committed returns the first result
+ * (marked `duplicate`) and stores nothing. Otherwise its receipt joins the
+ * group commit, in the same transaction as its readings and dead letters, so
+ * a crash leaves either both or neither. A second submit with the same key
+ * while the first is in flight waits for the first (in-process map), so the
+ * two never meet in one commit; if the first fails, the second tries itself.
+ * The store's primary key on receipts is the last guard.
  */
 import { randomUUID } from 'node:crypto';
 import type { Clock } from '../core/clock.js';
 import { CanopyError } from '../core/errors.js';
 import type { DeadLetter, IngestMessage, IngestResult, IngestSink } from '../core/ingest.js';
-import type { HotStore, NewReading, SensorRecord } from '../core/store.js';
-import { decodeAndValidate, type DecodeOptions } from '../ingest/index.js';
+import type { HotStore, IngestReceipt, NewReading, SensorRecord } from '../core/store.js';
+import {
+  BUILT_IN_WIDE_CSV_MAPPINGS,
+  decodeAndValidate,
+  type DecodeOptions,
+  type WideCsvMapping,
+} from '../ingest/index.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { CanopyConfig } from '../config/schema.js';
@@ -35,12 +49,15 @@ export interface PipelineOptions {
   logger: Logger;
   maxPendingReadings: number;
   maxBatchReadings: number;
+  /** Wide-CSV mappings a message may name in `wideCsvMapping`. */
+  wideCsvMappings?: Readonly<Record<string, WideCsvMapping>>;
 }
 
 interface PendingWrite {
   readings: NewReading[];
   deadLetters: DeadLetter[];
   sensors: SensorRecord[];
+  receipt: IngestReceipt | undefined;
   resolve: () => void;
   reject: (err: unknown) => void;
 }
@@ -51,12 +68,64 @@ export class IngestPipeline implements IngestSink {
   private committing = false;
   private flushScheduled = false;
   private idleWaiters: (() => void)[] = [];
+  /** Keyed submits not yet settled, by idempotency key. */
+  private readonly inFlight = new Map<string, Promise<IngestResult>>();
 
   constructor(private readonly o: PipelineOptions) {}
 
   async submit(message: IngestMessage): Promise<IngestResult> {
+    const key = message.idempotencyKey;
+    if (key === undefined) return this.process(message, undefined);
+    for (;;) {
+      const running = this.inFlight.get(key);
+      if (running) {
+        try {
+          return this.duplicate(message, await running);
+        } catch {
+          // The first attempt stored nothing; this submit is free to try.
+          if (this.inFlight.get(key) === running) this.inFlight.delete(key);
+          continue;
+        }
+      }
+      const attempt = this.submitKeyed(message, key);
+      this.inFlight.set(key, attempt);
+      try {
+        return await attempt;
+      } finally {
+        if (this.inFlight.get(key) === attempt) this.inFlight.delete(key);
+      }
+    }
+  }
+
+  private async submitKeyed(message: IngestMessage, key: string): Promise<IngestResult> {
+    const receipt = (await this.o.store.findReceipts([key])).get(key);
+    if (receipt) {
+      return this.duplicate(message, {
+        batchId: receipt.batchId,
+        accepted: receipt.accepted,
+        rejected: receipt.rejections.map((r) => ({ ...r, raw: '' })),
+      });
+    }
+    return this.process(message, key);
+  }
+
+  private duplicate(message: IngestMessage, first: IngestResult): IngestResult {
+    this.o.metrics.duplicateMessages.inc({ source: message.source });
+    return { ...first, duplicate: true };
+  }
+
+  private decodeOptions(message: IngestMessage): DecodeOptions {
+    const name = message.wideCsvMapping;
+    if (name === undefined) return this.o.decode;
+    const mapping = this.o.wideCsvMappings?.[name];
+    // An unknown name leaves no mapping, and the decoder rejects the payload as UNSUPPORTED_FORMAT.
+    if (mapping === undefined) return { ...this.o.decode, wideCsv: undefined };
+    return { ...this.o.decode, wideCsv: mapping };
+  }
+
+  private async process(message: IngestMessage, key: string | undefined): Promise<IngestResult> {
     const now = this.o.clock.now();
-    const { readings, rejections } = decodeAndValidate(message, this.o.decode, now);
+    const { readings, rejections } = decodeAndValidate(message, this.decodeOptions(message), now);
     if (readings.length > 0 && this.pendingReadings + readings.length > this.o.maxPendingReadings) {
       this.o.metrics.overloadRejections.inc({ source: message.source });
       throw new CanopyError(
@@ -102,7 +171,22 @@ export class IngestPipeline implements IngestSink {
       raw: r.raw,
     }));
 
-    if (rows.length > 0 || deadLetters.length > 0) await this.enqueue(rows, deadLetters, sensors);
+    const receipt: IngestReceipt | undefined =
+      key === undefined
+        ? undefined
+        : {
+            key,
+            batchId,
+            accepted: rows.length,
+            rejections: rejections.map((r) =>
+              r.index === undefined
+                ? { reason: r.reason, message: r.message }
+                : { reason: r.reason, message: r.message, index: r.index },
+            ),
+            committedAt: now,
+          };
+    if (rows.length > 0 || deadLetters.length > 0 || receipt)
+      await this.enqueue(rows, deadLetters, sensors, receipt);
     if (rows.length > 0)
       this.o.metrics.readingsAccepted.inc({ source: message.source }, rows.length);
     for (const r of rejections)
@@ -117,7 +201,7 @@ export class IngestPipeline implements IngestSink {
       ...deadLetter,
       receivedAt: deadLetter.receivedAt ?? this.o.clock.now(),
     };
-    await this.enqueue([], [row], []);
+    await this.enqueue([], [row], [], undefined);
     this.o.metrics.deadLetters.inc({ source: row.source, reason: row.reason });
   }
 
@@ -131,9 +215,10 @@ export class IngestPipeline implements IngestSink {
     readings: NewReading[],
     deadLetters: DeadLetter[],
     sensors: SensorRecord[],
+    receipt: IngestReceipt | undefined,
   ): Promise<void> {
     return new Promise<void>((resolve, reject) => {
-      this.queue.push({ readings, deadLetters, sensors, resolve, reject });
+      this.queue.push({ readings, deadLetters, sensors, receipt, resolve, reject });
       this.pendingReadings += readings.length;
       this.o.metrics.pendingReadings.set(this.pendingReadings);
       this.scheduleFlush();
@@ -181,10 +266,13 @@ export class IngestPipeline implements IngestSink {
     const readings = group.length === 1 ? group[0]!.readings : group.flatMap((w) => w.readings);
     const deadLetters = group.flatMap((w) => w.deadLetters);
     const sensors = group.flatMap((w) => w.sensors);
+    // Stamped at commit: the retention of a key counts from when it became durable.
+    const committedAt = this.o.clock.now();
+    const receipts = group.flatMap((w) => (w.receipt ? [{ ...w.receipt, committedAt }] : []));
     const stopTimer = this.o.metrics.commitDuration.startTimer();
     try {
       if (sensors.length > 0) await this.o.store.upsertSensors(sensors);
-      await this.o.store.append(readings, deadLetters);
+      await this.o.store.append(readings, deadLetters, receipts);
       stopTimer();
       this.o.metrics.commitBatchSize.observe(readings.length);
       for (const w of group) w.resolve();
@@ -235,5 +323,6 @@ export async function createPipeline(
     decode: { ...decode, limits: config.ingest },
     maxPendingReadings: config.ingest.maxPendingReadings,
     maxBatchReadings: config.ingest.maxBatchReadings,
+    wideCsvMappings: { ...BUILT_IN_WIDE_CSV_MAPPINGS, ...config.ingest.wideCsv },
   });
 }

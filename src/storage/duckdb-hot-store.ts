@@ -49,9 +49,12 @@ import type {
   ExportBatch,
   ExportedPartition,
   HotStore,
+  IngestReceipt,
   NewReading,
   Page,
+  PurgeOptions,
   ReadingQuery,
+  ReceiptRejection,
   SensorRecord,
   SensorSummary,
   StoredDeadLetter,
@@ -85,6 +88,10 @@ const META_EXPORT_WATERMARK = 'export_watermark';
 const META_DEAD_LETTER_WATERMARK = 'deadletter_export_watermark';
 /** Highest seq ever deleted by `purge`, so that seqs are not reused once the table is empty. */
 const META_SEQ_FLOOR = 'seq_floor';
+/** Highest dead-letter id ever deleted by `purge`, for the same reason. */
+const META_DEAD_LETTER_FLOOR = 'deadletter_id_floor';
+/** Most keys one `findReceipts` call may ask for. */
+const MAX_RECEIPT_KEYS = 1_000;
 
 /**
  * The schema. Column order of `readings` and `dead_letters` is the order the
@@ -98,6 +105,11 @@ const META_SEQ_FLOOR = 'seq_floor';
  * at 100 readings/s) where it stays near 50 ms without it; an automatic
  * checkpoint runs inside some append's COMMIT, so that is ack latency. The
  * conformance suite checks the uniqueness instead.
+ *
+ * `ingest_receipts` does carry a PRIMARY KEY: it is written only for messages
+ * with an idempotency key (few, small rows), its point lookups use the index,
+ * and a duplicate key must fail the transaction that would store a message
+ * twice. `rejections` is the JSON of the rejections without their raw text.
  */
 export const DUCKDB_HOT_STORE_DDL: readonly string[] = [
   `CREATE TABLE IF NOT EXISTS readings (
@@ -134,6 +146,14 @@ export const DUCKDB_HOT_STORE_DDL: readonly string[] = [
     interval_ms BIGINT,
     first_seen  TIMESTAMP
   )`,
+  `CREATE TABLE IF NOT EXISTS ingest_receipts (
+    idempotency_key VARCHAR   NOT NULL PRIMARY KEY,
+    batch_id        VARCHAR   NOT NULL,
+    accepted        BIGINT    NOT NULL,
+    rejected        BIGINT    NOT NULL,
+    rejections      VARCHAR   NOT NULL,
+    committed_at    TIMESTAMP NOT NULL
+  )`,
   `CREATE TABLE IF NOT EXISTS canopy_meta (
     key   VARCHAR NOT NULL PRIMARY KEY,
     value VARCHAR NOT NULL
@@ -167,6 +187,16 @@ const DEAD_LETTER_TYPES: readonly DuckDBType[] = [
   VARCHAR, // raw
 ];
 
+const RECEIPT_TYPES: readonly DuckDBType[] = [
+  VARCHAR, // idempotency_key
+  VARCHAR, // batch_id
+  BIGINT, // accepted
+  BIGINT, // rejected
+  VARCHAR, // rejections
+  TIMESTAMP, // committed_at
+];
+
+const RECEIPT_COLUMNS = 'idempotency_key, batch_id, accepted, rejected, rejections, committed_at';
 const READING_COLUMNS =
   'sensor_id, sensor_type, location, event_time, value, unit, anomaly_score, ingest_time, source, batch_id, seq, is_anomaly, anomaly_reasons, imputed';
 const DEAD_LETTER_COLUMNS = 'id, received_at, source, origin, reason, message, raw';
@@ -335,7 +365,9 @@ export class DuckDbHotStore implements HotStore {
     const floor = BigInt((await readMeta(conn, META_SEQ_FLOOR)) ?? '0');
     const watermark = BigInt((await readMeta(conn, META_EXPORT_WATERMARK)) ?? '0');
     this.lastSeq = maxBigInt(maxSeq, floor, watermark);
-    this.lastDeadLetterId = asNullableBigInt(row[1]) ?? 0n;
+    const idFloor = BigInt((await readMeta(conn, META_DEAD_LETTER_FLOOR)) ?? '0');
+    const idWatermark = BigInt((await readMeta(conn, META_DEAD_LETTER_WATERMARK)) ?? '0');
+    this.lastDeadLetterId = maxBigInt(asNullableBigInt(row[1]) ?? 0n, idFloor, idWatermark);
   }
 
   /**
@@ -434,18 +466,19 @@ export class DuckDbHotStore implements HotStore {
   }
 
   /**
-   * One transaction for the readings and the dead letters; resolves after
-   * COMMIT (durable, see the file comment). Calls run one at a time in call
-   * order. On failure nothing of the call is stored, the counters are as
-   * before, and it throws CANOPY_STORE_COMMIT_FAILED with the cause; the
-   * caller may retry.
+   * One transaction for the readings, the dead letters and the receipts;
+   * resolves after COMMIT (durable, see the file comment). Calls run one at a
+   * time in call order. On failure (including a receipt key already stored)
+   * nothing of the call is stored, the counters are as before, and it throws
+   * CANOPY_STORE_COMMIT_FAILED with the cause; the caller may retry.
    */
   append(
     readings: readonly NewReading[],
     deadLetters: readonly DeadLetter[],
+    receipts: readonly IngestReceipt[] = [],
   ): Promise<AppendResult> {
     return this.write(async (conn) => {
-      if (readings.length === 0 && deadLetters.length === 0)
+      if (readings.length === 0 && deadLetters.length === 0 && receipts.length === 0)
         return { firstSeq: null, lastSeq: null };
       const firstSeq = this.lastSeq + 1n;
       const firstId = this.lastDeadLetterId + 1n;
@@ -468,6 +501,9 @@ export class DuckDbHotStore implements HotStore {
               deadLetters,
               (cols, i, d, index) => fillDeadLetter(cols, i, d, firstId + BigInt(index)),
             );
+          }
+          if (receipts.length > 0) {
+            await appendRows(conn, 'ingest_receipts', RECEIPT_TYPES, receipts, fillReceipt);
           }
         });
       } catch (err) {
@@ -501,6 +537,31 @@ export class DuckDbHotStore implements HotStore {
     } catch (err) {
       this.log.error({ err }, 'could not re-read the seq counters after a failed append');
     }
+  }
+
+  /** Throws CANOPY_API_BAD_REQUEST for more than 1 000 keys or a key that is not a string. */
+  async findReceipts(keys: readonly string[]): Promise<Map<string, IngestReceipt>> {
+    if (keys.length > MAX_RECEIPT_KEYS || keys.some((k) => typeof k !== 'string')) {
+      throw new CanopyError(
+        'CANOPY_API_BAD_REQUEST',
+        `findReceipts takes at most ${MAX_RECEIPT_KEYS} string keys`,
+      );
+    }
+    return await this.read(async (conn) => {
+      const found = new Map<string, IngestReceipt>();
+      // Point lookups, each served by the primary-key index.
+      for (const key of new Set(keys)) {
+        const row = (
+          await conn.runAndReadAll(
+            `SELECT ${RECEIPT_COLUMNS} FROM ingest_receipts WHERE idempotency_key = $1`,
+            [key],
+            [VARCHAR],
+          )
+        ).getRows()[0];
+        if (row) found.set(key, toReceipt(row));
+      }
+      return found;
+    });
   }
 
   /** Throws CANOPY_API_BAD_REQUEST for a bad limit, bound or cursor. */
@@ -778,13 +839,6 @@ export class DuckDbHotStore implements HotStore {
     });
   }
 
-  /**
-   * Deletes readings with event time before `before` and seq at or below the
-   * export watermark, and remembers the highest deleted seq (see
-   * `recoverCounters`). Returns the number deleted. Throws
-   * CANOPY_API_BAD_REQUEST for a non-finite bound, CANOPY_STORE_COMMIT_FAILED
-   * if the delete fails (nothing is then deleted).
-   */
   async exportReadings(
     afterSeq: bigint,
     maxRows: number,
@@ -828,34 +882,96 @@ export class DuckDbHotStore implements HotStore {
     });
   }
 
-  async purge(before: number): Promise<number> {
-    if (typeof before !== 'number' || !Number.isFinite(before)) {
-      throw new CanopyError(
-        'CANOPY_API_BAD_REQUEST',
-        `purge bound must be a finite epoch-milliseconds number, got ${String(before)}`,
-      );
+  /**
+   * Deletes exported readings (event time before `before`, seq at or below
+   * the export watermark) and exported dead letters (received before
+   * `before`, id at or below the dead-letter watermark), remembering the
+   * highest deleted seq and id (see `recoverCounters`), and receipts
+   * committed before `options.receiptsBefore`; all in one transaction.
+   * Returns the number of readings deleted. Throws CANOPY_API_BAD_REQUEST for
+   * a non-finite bound, CANOPY_STORE_COMMIT_FAILED if the delete fails
+   * (nothing is then deleted).
+   */
+  async purge(before: number, options: PurgeOptions = {}): Promise<number> {
+    const receiptsBefore = options.receiptsBefore;
+    for (const [name, bound] of [
+      ['purge bound', before],
+      ['receipt purge bound', receiptsBefore ?? 0],
+    ] as const) {
+      if (typeof bound !== 'number' || !Number.isFinite(bound)) {
+        throw new CanopyError(
+          'CANOPY_API_BAD_REQUEST',
+          `${name} must be a finite epoch-milliseconds number, got ${String(bound)}`,
+        );
+      }
     }
     return await this.write((conn) =>
       this.inTransaction(conn, 'a purge', async () => {
-        // Read inside the transaction: writes are serialized, so the
-        // watermark cannot move between this read and the DELETE.
-        const watermark = BigInt((await readMeta(conn, META_EXPORT_WATERMARK)) ?? '0');
-        const params = [toTimestamp(before), watermark];
-        const types = [TIMESTAMP, BIGINT];
-        const cond = 'event_time < $1 AND seq <= $2';
-        const maxDeleted = asNullableBigInt(
-          (
-            await conn.runAndReadAll(`SELECT max(seq) FROM readings WHERE ${cond}`, params, types)
-          ).getRows()[0]?.[0] ?? null,
-        );
-        if (maxDeleted === null) return 0;
-        const deleted = await conn.run(`DELETE FROM readings WHERE ${cond}`, params, types);
-        const floor = BigInt((await readMeta(conn, META_SEQ_FLOOR)) ?? '0');
-        if (maxDeleted > floor) await writeMeta(conn, META_SEQ_FLOOR, maxDeleted.toString());
-        return deleted.rowsChanged;
+        // Watermarks are read inside the transaction: writes are serialized,
+        // so they cannot move between these reads and the DELETEs.
+        const deleted = await deleteExported(conn, {
+          table: 'readings',
+          idColumn: 'seq',
+          timeColumn: 'event_time',
+          before,
+          watermark: BigInt((await readMeta(conn, META_EXPORT_WATERMARK)) ?? '0'),
+          floorKey: META_SEQ_FLOOR,
+        });
+        await deleteExported(conn, {
+          table: 'dead_letters',
+          idColumn: 'id',
+          timeColumn: 'received_at',
+          before,
+          watermark: BigInt((await readMeta(conn, META_DEAD_LETTER_WATERMARK)) ?? '0'),
+          floorKey: META_DEAD_LETTER_FLOOR,
+        });
+        if (receiptsBefore !== undefined) {
+          await conn.run(
+            'DELETE FROM ingest_receipts WHERE committed_at < $1',
+            [toTimestamp(receiptsBefore)],
+            [TIMESTAMP],
+          );
+        }
+        return deleted;
       }),
     );
   }
+}
+
+/**
+ * Deletes the rows of `table` older than `before` whose id is at or below the
+ * export watermark, and raises the table's id floor to the highest id deleted
+ * (see `recoverCounters`). Must run inside the purge's transaction. Returns
+ * the number of rows deleted.
+ */
+async function deleteExported(
+  conn: DuckDBConnection,
+  spec: {
+    table: 'readings' | 'dead_letters';
+    idColumn: 'seq' | 'id';
+    timeColumn: 'event_time' | 'received_at';
+    before: number;
+    watermark: bigint;
+    floorKey: string;
+  },
+): Promise<number> {
+  const params = [toTimestamp(spec.before), spec.watermark];
+  const types = [TIMESTAMP, BIGINT];
+  const cond = `${spec.timeColumn} < $1 AND ${spec.idColumn} <= $2`;
+  const maxDeleted = asNullableBigInt(
+    (
+      await conn.runAndReadAll(
+        `SELECT max(${spec.idColumn}) FROM ${spec.table} WHERE ${cond}`,
+        params,
+        types,
+      )
+    ).getRows()[0]?.[0] ?? null,
+  );
+  if (maxDeleted === null) return 0;
+  const deleted = await conn.run(`DELETE FROM ${spec.table} WHERE ${cond}`, params, types);
+  const floor = BigInt((await readMeta(conn, spec.floorKey)) ?? '0');
+  if (maxDeleted > floor) await writeMeta(conn, spec.floorKey, maxDeleted.toString());
+  return deleted.rowsChanged;
 }
 
 /** Config sensors overwrite with what they know; discovered ones only fill gaps. */
@@ -968,6 +1084,31 @@ function fillDeadLetter(cols: DuckDBValue[][], i: number, d: DeadLetter, id: big
   (cols[4] as DuckDBValue[])[i] = d.reason;
   (cols[5] as DuckDBValue[])[i] = d.message;
   (cols[6] as DuckDBValue[])[i] = d.raw;
+}
+
+function fillReceipt(cols: DuckDBValue[][], i: number, r: IngestReceipt): void {
+  (cols[0] as DuckDBValue[])[i] = r.key;
+  (cols[1] as DuckDBValue[])[i] = r.batchId;
+  (cols[2] as DuckDBValue[])[i] = BigInt(r.accepted);
+  (cols[3] as DuckDBValue[])[i] = BigInt(r.rejections.length);
+  (cols[4] as DuckDBValue[])[i] = JSON.stringify(
+    r.rejections.map((x) =>
+      x.index === undefined
+        ? { reason: x.reason, message: x.message }
+        : { reason: x.reason, message: x.message, index: x.index },
+    ),
+  );
+  (cols[5] as DuckDBValue[])[i] = toTimestamp(r.committedAt);
+}
+
+function toReceipt(row: DuckDBValue[]): IngestReceipt {
+  return {
+    key: asString(row[0]),
+    batchId: asString(row[1]),
+    accepted: Number(asBigInt(row[2])),
+    rejections: JSON.parse(asString(row[4])) as ReceiptRejection[],
+    committedAt: asTimestampMs(row[5]),
+  };
 }
 
 function toStoredReading(row: DuckDBValue[]): StoredReading {

@@ -20,7 +20,11 @@
  *   sensor id; `lastValue` is the value of the newest reading (null if that
  *   reading is a known-missing value).
  * - `recentValues` leaves out sensors without a non-null value.
- * - Dead letters are ordered newest first by id, which grows with each call.
+ * - Dead letters are ordered newest first by id, which grows with each call;
+ *   ids, like seqs, are never reused, also after a purge and a reopen.
+ * - A receipt round-trips exactly (rejections keep reason, message and index,
+ *   in order). A receipt key already stored, or repeated within one call,
+ *   fails the whole call and nothing of it is written.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -33,6 +37,7 @@ import type { DeadLetter } from '../core/ingest.js';
 import type { StoredReading } from '../core/reading.js';
 import type {
   HotStore,
+  IngestReceipt,
   NewReading,
   Page,
   ReadingQuery,
@@ -116,6 +121,17 @@ function deadLetter(overrides: Partial<DeadLetter> = {}): DeadLetter {
     reason: 'INVALID_JSON',
     message: 'Unexpected token } in JSON',
     raw: '{"sensor_id": }',
+    ...overrides,
+  };
+}
+
+function receipt(key: string, overrides: Partial<IngestReceipt> = {}): IngestReceipt {
+  return {
+    key,
+    batchId: `batch-of-${key}`,
+    accepted: 3,
+    rejections: [],
+    committedAt: BASE + 1_000,
     ...overrides,
   };
 }
@@ -861,6 +877,131 @@ export function describeHotStoreConformance(
       });
     });
 
+    describe('receipts', () => {
+      it('commits receipts with the readings and dead letters and finds them by key, also after a reopen', async () => {
+        const harness = await setup();
+        const first = receipt('file:abc:0', {
+          accepted: 2,
+          rejections: [
+            { reason: 'INVALID_VALUE', message: 'value is "x"', index: 4 },
+            { reason: 'INVALID_JSON', message: 'whole payload' },
+          ],
+        });
+        const second = receipt('http:k-2', { accepted: 0, committedAt: BASE + 2_000 });
+        await harness.store.append(
+          [reading(), reading({ eventTime: BASE + 1 })],
+          [deadLetter(), deadLetter()],
+          [first, second],
+        );
+        const found = await harness.store.findReceipts(['http:k-2', 'absent', 'file:abc:0']);
+        expect(found).toEqual(
+          new Map([
+            ['http:k-2', second],
+            ['file:abc:0', first],
+          ]),
+        );
+        expect(await harness.store.findReceipts([])).toEqual(new Map());
+        const store = await reopened(harness, harness.store);
+        expect((await store.findReceipts(['file:abc:0'])).get('file:abc:0')).toEqual(first);
+      });
+
+      it('a receipt alone is committed', async () => {
+        const { store } = await setup();
+        expect(await store.append([], [], [receipt('only')])).toEqual({
+          firstSeq: null,
+          lastSeq: null,
+        });
+        expect([...(await store.findReceipts(['only'])).keys()]).toEqual(['only']);
+      });
+
+      it('a receipt key already stored, or repeated in one call, fails the call and writes nothing', async () => {
+        const { store } = await setup();
+        const rows = await appendAll(store, [reading()]);
+        await store.append([], [], [receipt('k')]);
+        await expectCode(
+          store.append([reading({ eventTime: BASE + 5 })], [deadLetter()], [receipt('k')]),
+          'CANOPY_STORE_COMMIT_FAILED',
+        );
+        await expectCode(
+          store.append([reading({ eventTime: BASE + 6 })], [], [receipt('x'), receipt('x')]),
+          'CANOPY_STORE_COMMIT_FAILED',
+        );
+        expect(await store.countReadings()).toBe(1);
+        expect(await store.countDeadLetters()).toBe(0);
+        expect([...(await store.findReceipts(['k', 'x'])).keys()]).toEqual(['k']);
+        // The store keeps working, and seqs continue with no gap.
+        const next = await appendAll(store, [reading({ eventTime: BASE + 7 })], []);
+        expect((next[0] as StoredReading).seq).toBe((rows[0] as StoredReading).seq + 1n);
+      });
+
+      it('purge deletes receipts committed before receiptsBefore, and none without it', async () => {
+        const { store } = await setup();
+        const keys = ['r0', 'r1', 'r2', 'r3'];
+        await store.append(
+          [],
+          [],
+          keys.map((k, i) => receipt(k, { committedAt: BASE + i * 1_000 })),
+        );
+        await store.purge(BASE + 10_000);
+        expect((await store.findReceipts(keys)).size).toBe(4);
+        await store.purge(BASE + 10_000, { receiptsBefore: BASE + 2_000 });
+        expect([...(await store.findReceipts(keys)).keys()]).toEqual(['r2', 'r3']);
+        await expectCode(
+          store.purge(BASE, { receiptsBefore: Number.NaN }),
+          'CANOPY_API_BAD_REQUEST',
+        );
+      });
+
+      it('rejects more than 1 000 keys', async () => {
+        const { store } = await setup();
+        await expectCode(
+          store.findReceipts(Array.from({ length: 1_001 }, (_, i) => `k${i}`)),
+          'CANOPY_API_BAD_REQUEST',
+        );
+      });
+    });
+
+    describe('dead-letter retention', () => {
+      it('purge deletes old dead letters at or below the dead-letter watermark only', async () => {
+        const { store } = await setup();
+        // received 0..9 s after BASE, ids 1..10
+        await store.append(
+          [],
+          Array.from({ length: 10 }, (_, i) =>
+            deadLetter({ receivedAt: BASE + i * 1_000, raw: `dl-${i}` }),
+          ),
+        );
+        const all = await walkDeadLetters(store, { limit: 100 });
+        expect(await store.purge(BASE + 100_000)).toBe(0);
+        expect(await store.countDeadLetters()).toBe(10); // watermark 0: none exported yet
+        let remaining = all;
+        const steps: Array<[watermark: bigint, before: number]> = [
+          [4n, BASE + 2_000], // old enough: ids 1, 2
+          [4n, BASE + 9_000], // exported: ids 3, 4
+          [7n, BASE + 6_000], // ids 5, 6 (7 is received at BASE + 6 000: not before)
+          [10n, BASE + 100_000],
+        ];
+        for (const [watermark, before] of steps) {
+          await store.setDeadLetterWatermark(watermark);
+          remaining = remaining.filter((d) => !(d.receivedAt < before && d.id <= watermark));
+          await store.purge(before);
+          expect(await walkDeadLetters(store, { limit: 100 })).toEqual(remaining);
+        }
+        expect(remaining).toHaveLength(0);
+      });
+
+      it('never reuses a dead-letter id after a purge emptied the table and a reopen', async () => {
+        const harness = await setup();
+        await harness.store.append([], [deadLetter(), deadLetter()]);
+        await harness.store.setDeadLetterWatermark(2n);
+        await harness.store.purge(BASE + 100_000);
+        expect(await harness.store.countDeadLetters()).toBe(0);
+        const store = await reopened(harness, harness.store);
+        await store.append([], [deadLetter({ raw: 'after' })]);
+        expect((await store.listDeadLetters({ limit: 10 })).items.map((d) => d.id)).toEqual([3n]);
+      });
+    });
+
     describe('export watermark and purge', () => {
       it('the watermark starts at 0, round-trips and survives a reopen', async () => {
         const harness = await setup();
@@ -1009,4 +1150,5 @@ async function expectClosed(store: HotStore): Promise<void> {
   await expectCode(store.getExportWatermark(), code);
   await expectCode(store.setExportWatermark(0n), code);
   await expectCode(store.purge(BASE), code);
+  await expectCode(store.findReceipts(['k']), code);
 }
