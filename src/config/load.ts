@@ -200,5 +200,20 @@ export function redactConfig(config: CanopyConfig): CanopyConfig {
   const copy = structuredClone(config);
   if (copy.mqtt.client.password !== undefined) copy.mqtt.client.password = '***';
   if (copy.lake.s3.secretAccessKey !== undefined) copy.lake.s3.secretAccessKey = '***';
+  if (copy.warehouse.postgres.password !== undefined) copy.warehouse.postgres.password = '***';
+  if (copy.warehouse.postgres.url !== undefined) {
+    copy.warehouse.postgres.url = redactUrlPassword(copy.warehouse.postgres.url);
+  }
   return copy;
+}
+
+/** A URL with its password replaced; an unparsable URL is hidden whole (it may hold one). */
+function redactUrlPassword(url: string): string {
+  try {
+    const parsed = new URL(url);
+    if (parsed.password !== '') parsed.password = '***';
+    return parsed.toString();
+  } catch {
+    return '***';
+  }
 }
