@@ -1,5 +1,7 @@
 /** The lake path of a running Canopy: housekeeping exports to bronze, then purges the hot window. */
+import { execFile } from 'node:child_process';
 import path from 'node:path';
+import { promisify } from 'node:util';
 import { DuckDBInstance } from '@duckdb/node-api';
 import { afterEach, describe, expect, it } from 'vitest';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -8,6 +10,7 @@ import { S3ObjectStore } from '../src/storage/index.js';
 import { startTestApp, type TestApp } from './helpers/app.js';
 import { S3RVER_CREDENTIALS, startS3rver } from './helpers/s3rver.js';
 
+const execFileAsync = promisify(execFile);
 const apps: TestApp[] = [];
 afterEach(async () => {
   for (const app of apps.splice(0)) await app.dispose();
@@ -107,7 +110,7 @@ describe('housekeeping', () => {
 });
 
 describe('an S3 lake (s3rver)', () => {
-  it('receives the bronze export, and SQL says it needs the local cache', async () => {
+  it('receives the bronze export, and answers SQL and the catalogue through the local cache, in the server and in canopy query', async () => {
     const s3 = await startS3rver();
     const work = mkdtempSync(path.join(tmpdir(), 'canopy-s3-lake-'));
     try {
@@ -159,15 +162,48 @@ describe('an S3 lake (s3rver)', () => {
       conn.closeSync();
       db.closeSync();
       expect([Number(count), Number(sum)]).toEqual([30, (29 * 30) / 2]);
-      bucket.close();
 
-      const query = await app.api.inject({
-        method: 'POST',
-        url: '/api/query',
-        payload: { sql: 'SELECT 1' },
+      // SQL over the S3 lake reads a local cache of its files, synced before each query.
+      const query = (sql: string) =>
+        app.api.inject({ method: 'POST', url: '/api/query', payload: { sql } });
+      const totals = 'SELECT count(*) AS n, sum(value) AS total FROM bronze_readings';
+      const all = await query(totals);
+      expect(all.statusCode).toBe(200);
+      expect(all.json()).toMatchObject({ rows: [[30, (29 * 30) / 2]] });
+      const outside = await query("SELECT * FROM read_csv('/etc/passwd')");
+      expect(outside.json<{ error: { code: string } }>().error.code).toBe('CANOPY_QUERY_REFUSED');
+      const catalog = await app.api.inject({ method: 'GET', url: '/api/catalog' });
+      expect(catalog.json()).toMatchObject({
+        tables: [{ table: 'bronze/readings', rows: 30, columns: expect.any(Array) as unknown }],
       });
-      expect(query.statusCode).toBe(503);
-      expect(query.json<{ error: { code: string } }>().error.code).toBe('CANOPY_QUERY_UNAVAILABLE');
+
+      // A partition dropped from the bucket (hour 06: values 0..9) leaves the next query.
+      await bucket.delete([objects[0]!.key]);
+      bucket.close();
+      expect((await query(totals)).json()).toMatchObject({ rows: [[20, (29 * 30) / 2 - 45]] });
+
+      // `canopy query` beside the running server, sharing its data folder and so its cache.
+      const cli = await execFileAsync(
+        process.execPath,
+        ['--import', 'tsx', path.join(import.meta.dirname, '../src/cli/main.ts'), 'query', totals],
+        {
+          cwd: path.join(import.meta.dirname, '..'),
+          env: {
+            PATH: process.env.PATH ?? '',
+            HOME: process.env.HOME ?? '',
+            CANOPY_DATA_DIR: app.dataDir,
+            CANOPY_LOG_LEVEL: 'silent',
+            CANOPY_LAKE_KIND: 's3',
+            CANOPY_LAKE_S3_BUCKET: s3.bucket,
+            CANOPY_LAKE_S3_PREFIX: lakeConfig.prefix,
+            CANOPY_LAKE_S3_ENDPOINT: s3.endpoint,
+            CANOPY_LAKE_S3_FORCE_PATH_STYLE: 'true',
+            CANOPY_LAKE_S3_ACCESS_KEY_ID: S3RVER_CREDENTIALS.accessKeyId,
+            CANOPY_LAKE_S3_SECRET_ACCESS_KEY: S3RVER_CREDENTIALS.secretAccessKey,
+          },
+        },
+      );
+      expect(JSON.parse(cli.stdout)).toMatchObject({ rows: [[20, (29 * 30) / 2 - 45]] });
     } finally {
       await s3.stop();
       rmSync(work, { recursive: true, force: true });

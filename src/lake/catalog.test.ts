@@ -59,6 +59,11 @@ describe('catalogue', () => {
       ['date=2026-11-20/hour=11', 1, false],
     ]);
     expect(bronze.columns?.map((c) => c.name)).toContain('anomaly_reasons');
+    // Partition columns are typed as the views type them, whichever file is newest (here hour=11).
+    expect(bronze.columns?.filter((c) => c.name === 'date' || c.name === 'hour')).toEqual([
+      { name: 'date', type: 'DATE' },
+      { name: 'hour', type: 'INTEGER' },
+    ]);
     expect(bronze.bytes).toBe(bronze.partitions.reduce((n, p) => n + p.bytes, 0));
 
     // A late reading for the 10:00 hour: bronze is dirty for silver until silver runs, then silver for gold.

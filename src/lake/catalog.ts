@@ -1,13 +1,17 @@
 /**
  * The lake catalogue, derived from what the lake holds: tables, partitions,
  * files, bytes, last modified, row counts and columns (read from Parquet
- * footers; local lake only for now), and a dirty flag per partition: set on
+ * footers, through the local Parquet cache for an S3 lake, which the
+ * catalogue therefore fills like a query over every layer would), and a
+ * dirty flag per partition: set on
  * a bronze partition whose silver must be rebuilt (late rows arrived), and on
  * a silver partition whose gold must be rebuilt. Nothing is stored beside the
  * lake, so the catalogue can never disagree with it.
  */
-import type { ObjectInfo, ObjectStore } from '../core/object-store.js';
+import type { ObjectStore } from '../core/object-store.js';
+import { openLakeMirror, type MirroredObject } from './cache.js';
 import { withLakeEngine } from './engine.js';
+import { parquetScan } from './views.js';
 import { dirtyGoldDates } from './gold-job.js';
 import { dirtySilverDates } from './silver-job.js';
 
@@ -18,7 +22,7 @@ export interface CatalogPartition {
   bytes: number;
   /** Epoch ms of the newest file. */
   lastModified: number;
-  /** Null when unknown (an S3 lake, or a non-Parquet file). */
+  /** Null when unknown (a partition holding a non-Parquet file). */
   rows: number | null;
   /** Its downstream layer is out of date and the next job run rebuilds it. */
   dirty: boolean;
@@ -32,14 +36,9 @@ export interface CatalogTable {
   bytes: number;
   rows: number | null;
   lastModified: number;
-  /** Column names and DuckDB types, from the newest file (local Parquet only). */
+  /** Column names and DuckDB types, from the newest file (null when it is not Parquet). */
   columns: { name: string; type: string }[] | null;
   partitions: CatalogPartition[];
-}
-
-/** Bookkeeping objects that are not data. */
-function isData(key: string): boolean {
-  return key.endsWith('.parquet') || key.endsWith('.jsonl');
 }
 
 function splitKey(key: string): { table: string; partition: string } {
@@ -53,19 +52,30 @@ function splitKey(key: string): { table: string; partition: string } {
 
 const DATE_IN_PARTITION = /(?:^|\/)date=(\d{4}-\d{2}-\d{2})/;
 
-export async function buildCatalog(lake: ObjectStore): Promise<CatalogTable[]> {
-  const objects = (await lake.list('')).filter(
-    (o) => isData(o.key) && !o.key.startsWith('gold/_manifests/'),
-  );
-  const silverDirty = new Set(await dirtySilverDates(lake));
-  const goldDirty = new Set(await dirtyGoldDates(lake));
-  const local = objects.length > 0 && lake.localPath(objects[0]!.key) !== undefined;
-  const rowsByKey = local ? await parquetRows(lake, objects) : new Map<string, number>();
+/** `cacheDir`: the local Parquet cache of an S3 lake (required for one; unused for a local lake). */
+export async function buildCatalog(
+  lake: ObjectStore,
+  options: { cacheDir?: string } = {},
+): Promise<CatalogTable[]> {
+  const mirror = await openLakeMirror(lake, { cacheDir: options.cacheDir });
+  return mirror.read([''], async (objects) => {
+    const silverDirty = new Set(await dirtySilverDates(lake));
+    const goldDirty = new Set(await dirtyGoldDates(lake));
+    return describeTables(objects, await parquetRows(objects), silverDirty, goldDirty);
+  });
+}
 
-  const tables = new Map<string, Map<string, ObjectInfo[]>>();
+/** The catalogue of the data objects (the mirror's, so Parquet footers are local files). */
+async function describeTables(
+  objects: readonly MirroredObject[],
+  rowsByKey: ReadonlyMap<string, number>,
+  silverDirty: ReadonlySet<string>,
+  goldDirty: ReadonlySet<string>,
+): Promise<CatalogTable[]> {
+  const tables = new Map<string, Map<string, MirroredObject[]>>();
   for (const o of objects) {
     const { table, partition } = splitKey(o.key);
-    const partitions = tables.get(table) ?? new Map<string, ObjectInfo[]>();
+    const partitions = tables.get(table) ?? new Map<string, MirroredObject[]>();
     partitions.set(partition, [...(partitions.get(partition) ?? []), o]);
     tables.set(table, partitions);
   }
@@ -101,10 +111,7 @@ export async function buildCatalog(lake: ObjectStore): Promise<CatalogTable[]> {
       bytes: entries.reduce((n, p) => n + p.bytes, 0),
       rows: entries.every((p) => p.rows !== null) ? entries.reduce((n, p) => n + p.rows!, 0) : null,
       lastModified: Math.max(...entries.map((p) => p.lastModified)),
-      columns:
-        local && newest.key.endsWith('.parquet')
-          ? await parquetColumns(lake.localPath(newest.key)!)
-          : null,
+      columns: newest.key.endsWith('.parquet') ? await parquetColumns(newest.path, table) : null,
       partitions: entries,
     });
   }
@@ -116,12 +123,9 @@ function sqlList(paths: readonly string[]): string {
 }
 
 /** Row counts from the Parquet footers (no data is read). */
-async function parquetRows(
-  lake: ObjectStore,
-  objects: readonly ObjectInfo[],
-): Promise<Map<string, number>> {
+async function parquetRows(objects: readonly MirroredObject[]): Promise<Map<string, number>> {
   const parquet = objects.filter((o) => o.key.endsWith('.parquet'));
-  const byPath = new Map(parquet.map((o) => [lake.localPath(o.key)!, o.key]));
+  const byPath = new Map(parquet.map((o) => [o.path, o.key]));
   const rows = new Map<string, number>();
   if (parquet.length === 0) return rows;
   await withLakeEngine(async (conn) => {
@@ -136,11 +140,13 @@ async function parquetRows(
   return rows;
 }
 
-async function parquetColumns(file: string): Promise<{ name: string; type: string }[]> {
+/** The table's columns as SQL sees them: the file's, plus its folder's typed partition columns. */
+async function parquetColumns(
+  file: string,
+  folder: string,
+): Promise<{ name: string; type: string }[]> {
   return withLakeEngine(async (conn) => {
-    const result = await conn.runAndReadAll(
-      `DESCRIBE SELECT * FROM read_parquet(${sqlList([file])})`,
-    );
+    const result = await conn.runAndReadAll(`DESCRIBE ${parquetScan(sqlList([file]), folder)}`);
     return result.getRows().map((r) => ({ name: String(r[0]), type: String(r[1]) }));
   });
 }

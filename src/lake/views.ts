@@ -15,9 +15,36 @@ export function sqlString(value: string): string {
   return `'${value.replaceAll("'", "''")}'`;
 }
 
+/**
+ * Partition columns of each layer folder, typed explicitly: DuckDB infers a
+ * Hive value's type from the paths a query happens to see, so `hour=06`
+ * alone would read as text and `hour=11` as a number.
+ */
+const PARTITION_TYPES: Record<string, string | undefined> = {
+  'bronze/readings': "{'date': DATE, 'hour': INTEGER}",
+  'silver/readings': "{'date': DATE}",
+  'anomalies/readings': "{'date': DATE}",
+  'gold/sensor_5min': "{'date': DATE}",
+  'gold/location_hourly': "{'date': DATE}",
+  'gold/daily_summary': "{'date': DATE}",
+  'gold/device_summary': undefined,
+};
+
+/**
+ * `SELECT *` over Parquet files of one layer folder (`source` is a SQL string
+ * or list of paths), with that folder's partition columns and types.
+ */
+export function parquetScan(source: string, folder: string): string {
+  const types = PARTITION_TYPES[folder];
+  const hive =
+    types === undefined
+      ? 'hive_partitioning = false'
+      : `hive_partitioning = true, hive_types = ${types}`;
+  return `SELECT * FROM read_parquet(${source}, ${hive}, union_by_name = true)`;
+}
+
 function parquet(lakeRoot: string, folder: string): string {
-  const glob = path.join(lakeRoot, folder, '**', '*.parquet');
-  return `SELECT * FROM read_parquet(${sqlString(glob)}, hive_partitioning = true, union_by_name = true)`;
+  return parquetScan(sqlString(path.join(lakeRoot, folder, '**', '*.parquet')), folder);
 }
 
 /** View name → SELECT, for a lake rooted at the absolute folder `lakeRoot`. */
@@ -33,6 +60,6 @@ export function canopyLakeViews(lakeRoot: string): Record<string, string> {
     gold_location_hourly: parquet(lakeRoot, 'gold/location_hourly'),
     gold_daily_summary: parquet(lakeRoot, 'gold/daily_summary'),
     gold_device_summary: parquet(lakeRoot, 'gold/device_summary'),
-    dead_letters: `SELECT * FROM read_json(${sqlString(deadLetterGlob)}, format = 'newline_delimited', hive_partitioning = true, union_by_name = true)`,
+    dead_letters: `SELECT * FROM read_json(${sqlString(deadLetterGlob)}, format = 'newline_delimited', hive_partitioning = true, hive_types = {'date': DATE}, union_by_name = true)`,
   };
 }
