@@ -6,7 +6,9 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
 import { DuckDBInstance } from '@duckdb/node-api';
-import { DuckDbHotStore } from '../src/storage/index.js';
+import { systemClock } from '../src/core/clock.js';
+import { QualityHistory, type QualityRun } from '../src/lake/index.js';
+import { DuckDbHotStore, LocalObjectStore } from '../src/storage/index.js';
 import { startTestApp } from './helpers/app.js';
 
 const run = promisify(execFile);
@@ -267,15 +269,18 @@ describe('canopy jobs run bronze-export and silver, then canopy query', () => {
 
       const quality = await canopy(['jobs', 'run', 'quality'], { CANOPY_DATA_DIR: dir });
       expect(quality.code).toBe(0);
-      expect(
-        (JSON.parse(quality.stdout) as { suite: string; success: boolean }[]).map((r) => [
-          r.suite,
-          r.success,
-        ]),
-      ).toEqual([
+      const run = JSON.parse(quality.stdout) as QualityRun;
+      expect(run.success).toBe(true);
+      expect(run.suites.map((r) => [r.suite, r.success])).toEqual([
         ['bronze_readings', true],
         ['silver_readings', true],
       ]);
+      // The run is kept in the lake, where the API and the metrics find it.
+      const history = await new QualityHistory(
+        new LocalObjectStore({ root: path.join(dir, 'lake') }),
+        systemClock,
+      ).list(5);
+      expect(history.map((r) => r.run_id)).toEqual([run.run_id]);
 
       const refused = await canopy(['query', 'DROP VIEW bronze_readings'], {
         CANOPY_DATA_DIR: dir,
@@ -285,5 +290,5 @@ describe('canopy jobs run bronze-export and silver, then canopy query', () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
-  });
+  }, 120_000); // about ten CLI runs, each paying Node and tsx start-up
 });

@@ -20,10 +20,15 @@ const app = buildApi({
   sink,
   store,
   queries: {
-    run: () => Promise.reject(new CanopyError('CANOPY_QUERY_UNAVAILABLE', 'no lake here')),
+    run: () => Promise.reject(new CanopyError('CANOPY_LAKE_IO_FAILED', 'the lake is unreachable')),
     close: () => Promise.resolve(),
   },
   catalog: () => Promise.resolve([]),
+  quality: {
+    list: () => Promise.resolve([]),
+    get: () => Promise.resolve(null),
+    latestBySuite: () => Promise.resolve([]),
+  },
   metrics: new Metrics({ defaultMetrics: false }),
   logger: silentLogger(),
   maxPayloadBytes: 1024,
@@ -101,7 +106,7 @@ describe('API errors', () => {
       payload: { sql: 'SELECT 1' },
     });
     expect(unavailable.statusCode).toBe(503);
-    expect(errorOf(unavailable).code).toBe('CANOPY_QUERY_UNAVAILABLE');
+    expect(errorOf(unavailable).code).toBe('CANOPY_LAKE_IO_FAILED');
   });
 
   it('answers unknown routes with CANOPY_API_NOT_FOUND', async () => {

@@ -19,7 +19,7 @@ import type { HotStore } from '../core/store.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { LakeQueries } from '../query/index.js';
-import type { CatalogTable } from '../lake/index.js';
+import type { CatalogTable, QualityHistory } from '../lake/index.js';
 import { parseLimit, parseTimeParam, optionalString } from './params.js';
 
 export interface ApiDeps {
@@ -32,6 +32,8 @@ export interface ApiDeps {
   queries: LakeQueries;
   /** The lake catalogue (`GET /api/catalog`). */
   catalog: () => Promise<CatalogTable[]>;
+  /** Quality run results (`GET /api/quality`, the `canopy_quality_*` metrics). */
+  quality: Pick<QualityHistory, 'list' | 'get' | 'latestBySuite'>;
   /** Seconds clients are told to wait when ingest is overloaded. */
   retryAfterSeconds?: number;
 }
@@ -54,6 +56,26 @@ function sendError(reply: FastifyReply, err: CanopyError, retryAfter?: number): 
       ...(err.details === undefined ? {} : { details: err.details }),
     },
   });
+}
+
+/** Longest `Idempotency-Key` accepted (UUIDs and hashes fit with room to spare). */
+const MAX_IDEMPOTENCY_KEY_LENGTH = 255;
+
+/** The `Idempotency-Key` header: 1–255 visible ASCII characters, or absent. */
+function parseIdempotencyKey(header: string | string[] | undefined): string | undefined {
+  if (header === undefined) return undefined;
+  if (
+    typeof header !== 'string' ||
+    header.length === 0 ||
+    header.length > MAX_IDEMPOTENCY_KEY_LENGTH ||
+    !/^[\x21-\x7e]+$/.test(header)
+  ) {
+    throw new CanopyError(
+      'CANOPY_API_BAD_REQUEST',
+      `Idempotency-Key must be one header of 1 to ${MAX_IDEMPOTENCY_KEY_LENGTH} visible ASCII characters`,
+    );
+  }
+  return header;
 }
 
 export function buildApi(deps: ApiDeps): FastifyInstance {
@@ -126,8 +148,24 @@ export function buildApi(deps: ApiDeps): FastifyInstance {
 
   app.get('/healthz', () => ({ status: 'ok' }));
 
+  /** The quality gauges follow the lake's history, which other processes also write. */
+  const sampleQuality = async (): Promise<void> => {
+    try {
+      for (const suite of await deps.quality.latestBySuite()) {
+        const labels = { suite: suite.suite };
+        deps.metrics.qualitySuiteSuccess.set(labels, suite.success ? 1 : 0);
+        deps.metrics.qualitySuiteFailedExpectations.set(labels, suite.failed);
+        deps.metrics.qualitySuiteLastRun.set(labels, Date.parse(suite.finished_at) / 1000);
+      }
+    } catch (err) {
+      // The lake being unreachable must not take the other metrics down with it.
+      apiLogger.warn({ err }, 'could not read quality results for /metrics');
+    }
+  };
+
   app.get('/metrics', async (_request, reply) => {
     deps.metrics.hotStoreRows.set(await deps.store.countReadings());
+    await sampleQuality();
     return reply
       .type(deps.metrics.registry.contentType)
       .send(await deps.metrics.registry.metrics());
@@ -142,13 +180,18 @@ export function buildApi(deps: ApiDeps): FastifyInstance {
     }
     const mediaType = request.headers['content-type'].split(';')[0]!.trim().toLowerCase();
     const body = request.body as Buffer | undefined;
+    const idempotencyKey = parseIdempotencyKey(request.headers['idempotency-key']);
     const result = await deps.sink.submit({
       source: 'http',
       payload: body ?? Buffer.alloc(0),
       format: FORMAT_BY_MEDIA_TYPE[mediaType],
       contentType: mediaType,
       origin: `${request.method} ${request.url}`,
+      // Namespaced so a client key can never match another source's key.
+      ...(idempotencyKey === undefined ? {} : { idempotencyKey: `http:${idempotencyKey}` }),
     });
+    // A replay answers with the first response's body (its rejections come from the receipt).
+    if (result.duplicate) reply.header('idempotent-replayed', 'true');
     if (result.rejected.length === 0) {
       return reply
         .status(200)
@@ -234,6 +277,21 @@ export function buildApi(deps: ApiDeps): FastifyInstance {
         })),
       })),
     };
+  });
+
+  app.get('/api/quality', async (request) => {
+    const q = request.query as Record<string, unknown>;
+    return {
+      suites: await deps.quality.latestBySuite(),
+      runs: await deps.quality.list(parseLimit(q, 20, 500)),
+    };
+  });
+
+  app.get('/api/quality/runs/:runId', async (request) => {
+    const { runId } = request.params as { runId: string };
+    const run = await deps.quality.get(runId);
+    if (run === null) throw new CanopyError('CANOPY_API_NOT_FOUND', `no quality run ${runId}`);
+    return run;
   });
 
   app.get('/api/sensors', async () => {

@@ -145,6 +145,14 @@ program
     }
   });
 
+interface JobRunFlags {
+  config?: string;
+  dryRun?: boolean;
+  /** Validated by the job (CANOPY_JOB_BAD_DATE). */
+  date?: string;
+  full?: boolean;
+}
+
 const jobs = program.command('jobs').description("the platform's batch jobs");
 jobs
   .command('run')
@@ -154,7 +162,12 @@ jobs
   .addOption(new Option('--config <file>', 'YAML config file'))
   .argument('<job>', JOBS.join(' | '))
   .option('--dry-run', 'retention: list what would be deleted, delete nothing')
-  .action(async (job: string, opts: { config?: string; dryRun?: boolean }) => {
+  .option(
+    '--date <YYYY-MM-DD>',
+    'one event date: silver/gold rebuild it, quality checks it, warehouse-load reloads it, retention runs as of it',
+  )
+  .option('--full', 'warehouse-load: reload every window and the sensor dimension')
+  .action(async (job: string, opts: JobRunFlags) => {
     const config = load(opts.config);
     try {
       if (!isJobName(job)) {
@@ -163,7 +176,14 @@ jobs
           `unknown job "${job}"; known: ${JOBS.join(', ')}`,
         );
       }
-      const outcome = await runJob(config, job, { dryRun: opts.dryRun ?? false });
+      if (opts.full && job !== 'warehouse-load') {
+        throw new CanopyError('CANOPY_API_BAD_REQUEST', '--full applies to warehouse-load only');
+      }
+      const outcome = await runJob(config, job, {
+        dryRun: opts.dryRun ?? false,
+        date: opts.date,
+        full: opts.full ?? false,
+      });
       console.log(
         JSON.stringify(
           outcome.report,

@@ -195,7 +195,16 @@ export const configSchema = z.strictObject({
         .number()
         .positive()
         .default(24)
-        .describe('Hot window kept in the store; older rows are purged once exported to bronze.'),
+        .describe(
+          'Hot window kept in the store; older readings and dead letters are purged once exported to the lake.',
+        ),
+      receiptRetentionDays: z
+        .number()
+        .positive()
+        .default(30)
+        .describe(
+          'How long idempotency keys (HTTP `Idempotency-Key`, landing files) are remembered; a key seen again later is ingested again.',
+        ),
     })
     .prefault({}),
   lake: z
@@ -207,6 +216,12 @@ export const configSchema = z.strictObject({
           'How often new hot-store rows are exported to bronze (then the hot window is purged).',
         ),
       path: z.string().optional().describe('Local lake folder; default `<dataDir>/lake`.'),
+      cacheDir: z
+        .string()
+        .optional()
+        .describe(
+          'Local cache of an S3 lake’s Parquet and dead-letter files, which SQL queries, quality suites and the catalogue read (checked against the ETags on each use); default `<dataDir>/cache/lake`.',
+        ),
       retentionDays: z
         .strictObject({
           bronze: z.number().positive().default(30),
@@ -214,6 +229,7 @@ export const configSchema = z.strictObject({
           anomalies: z.number().positive().default(7),
           gold: z.number().positive().default(90),
           deadletter: z.number().positive().default(7),
+          quality: z.number().positive().default(90).describe('Quality run results, by run date.'),
         })
         .prefault({})
         .describe('Days each lake layer keeps, by event date (`canopy jobs run retention`).'),
@@ -240,6 +256,75 @@ export const configSchema = z.strictObject({
       message: 'lake.s3.bucket is required when lake.kind is s3',
       path: ['s3', 'bucket'],
     }),
+  warehouse: z
+    .strictObject({
+      kind: z
+        .enum(['duckdb', 'postgres'])
+        .default('duckdb')
+        .describe(
+          'Where `canopy jobs run warehouse-load` loads the gold tables and `dim_sensors`.',
+        ),
+      path: z
+        .string()
+        .optional()
+        .describe(
+          'DuckDB warehouse file; default `<dataDir>/warehouse.duckdb` (not the hot-store file, which a running Canopy holds open).',
+        ),
+      postgres: z
+        .strictObject({
+          url: z
+            .string()
+            .optional()
+            .describe(
+              '`postgres://user:password@host:port/database`; when set, host/port/user/password/database are ignored.',
+            ),
+          host: z.string().default('127.0.0.1'),
+          port: port.default(5432),
+          user: z.string().default('postgres'),
+          password: z.string().optional().describe('Secret: never logged.'),
+          database: z.string().default('postgres'),
+          schema: z
+            .string()
+            .regex(/^[a-z_][a-z0-9_]{0,62}$/)
+            .default('canopy')
+            .describe('Schema of the warehouse tables (created if missing).'),
+        })
+        .prefault({}),
+    })
+    .prefault({}),
+  landing: z
+    .strictObject({
+      enabled: z
+        .boolean()
+        .default(true)
+        .describe(
+          'Ingest files dropped in the landing area (see `docs/architecture.md`, File drop).',
+        ),
+      path: z
+        .string()
+        .optional()
+        .describe(
+          'Local landing folder. Default: `<dataDir>/landing` for a local lake; for an S3 lake, the prefix `landing/` inside the lake bucket and prefix.',
+        ),
+      scanIntervalMs: positiveMs
+        .default(10_000)
+        .describe('How often the landing area is listed (a local folder is also watched).'),
+      settleMs: z
+        .number()
+        .int()
+        .nonnegative()
+        .default(2_000)
+        .describe(
+          'A file is taken once its size, modification time and content hash have stayed the same for this long (0 = on first sight).',
+        ),
+      maxFileBytes: z
+        .number()
+        .int()
+        .positive()
+        .default(256 * 1024 * 1024)
+        .describe('Larger files go to `failed/` unread.'),
+    })
+    .prefault({}),
   stream: z
     .strictObject({
       zscoreWindow: z
@@ -304,4 +389,5 @@ export type SensorTypeConfig = z.output<typeof sensorType>;
 export type PollSourceConfig = z.output<typeof pollSource>;
 export type WideCsvMappingConfig = z.output<typeof wideCsvMapping>;
 export type LakeConfig = CanopyConfig['lake'];
+export type WarehouseConfig = CanopyConfig['warehouse'];
 export type Thresholds = z.output<typeof thresholds>;

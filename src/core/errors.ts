@@ -102,11 +102,6 @@ export const ERROR_CODES = {
     summary:
       'The query was interrupted at the sandbox time limit (the wait in the queue counts). Narrow it (a time range, fewer rows); the sandbox stays usable.',
   },
-  CANOPY_QUERY_UNAVAILABLE: {
-    status: 503,
-    summary:
-      'SQL over history is not available for this lake: querying an S3 lake needs the local Parquet cache, which is not built yet.',
-  },
   CANOPY_QUERY_CLOSED: {
     status: 503,
     summary: 'The SQL sandbox is shutting down or was closed.',
@@ -119,6 +114,21 @@ export const ERROR_CODES = {
   CANOPY_QUALITY_SUITE_UNREADABLE: {
     status: 500,
     summary: 'A quality suite file could not be read.',
+  },
+  CANOPY_WAREHOUSE_UNAVAILABLE: {
+    status: 503,
+    summary:
+      'The warehouse could not be opened or reached (DuckDB file locked by another process, PostgreSQL down or refusing the login), or it holds a newer schema version than this Canopy knows.',
+  },
+  CANOPY_WAREHOUSE_LOAD_FAILED: {
+    status: 503,
+    summary:
+      'Loading one window (an event date, the all-time tables or the sensor dimension) into the warehouse failed and was rolled back: the window keeps its previous rows. The message has the cause; safe to retry.',
+  },
+  CANOPY_JOB_BAD_DATE: {
+    status: 400,
+    summary:
+      '`canopy jobs run … --date` got something that is not a calendar day as `YYYY-MM-DD`, a job that takes no date (bronze-export), or, for warehouse-load, a date the lake has no complete gold for.',
   },
   CANOPY_SIMULATOR_TARGET_FAILED: {
     status: 502,

@@ -14,6 +14,13 @@ export {
   type SilverDateReport,
 } from './silver-job.js';
 export { runQualityJob } from './quality-job.js';
+export {
+  QualityHistory,
+  isQualityRunId,
+  type QualityRun,
+  type QualityRunSummary,
+  type LatestSuiteResult,
+} from './quality-history.js';
 export * from './gold/index.js';
 export {
   runGoldJob,
@@ -25,7 +32,22 @@ export {
 export { runRetention, type RetentionDays, type RetentionReport } from './retention.js';
 export { buildCatalog, type CatalogTable, type CatalogPartition } from './catalog.js';
 export {
+  lakeCacheDir,
+  openLakeMirror,
+  type LakeMirror,
+  type MirroredObject,
+  type SyncReport,
+} from './cache.js';
+export {
   runDeadLetterExport,
   DEAD_LETTER_PREFIX,
   type DeadLetterExportReport,
 } from './deadletter-export.js';
+export {
+  runWarehouseLoad,
+  sensorDimensionRows,
+  type WarehouseLoadOptions,
+  type WarehouseLoadReport,
+  type WarehouseWindowReport,
+} from './warehouse-job.js';
+export { isEventDate } from './engine.js';

@@ -25,7 +25,10 @@ describe('quality job', () => {
         value: i === 10 || i === 20 ? null : i === 30 ? 120 : 20,
       }),
     );
-    await store.append(rows, []);
+    const nextDay: NewReading[] = Array.from({ length: 50 }, (_, i) =>
+      newReading({ sensorId: `s-${i % 5}`, eventTime: t + 86_400_000 + i * 60_000, value: 21 }),
+    );
+    await store.append([...rows, ...nextDay], []);
     const lake = new LocalObjectStore({ root: path.join(dir, 'lake') });
     await runBronzeExport({ store, lake, workDir: dir, logger: silentLogger() });
     await store.close();
@@ -42,5 +45,16 @@ describe('quality job', () => {
       expect_column_null_fraction_to_be_at_most: 2,
     });
     expect((await lake.list('bronze/')).map((o) => o.etag)).toEqual(before);
+
+    // One date at a time: the bad rows are all on the 20th.
+    const byDate = async (date: string) =>
+      (await runQualityJob({ lake, logger: silentLogger(), date })).map((r) => [
+        r.suite,
+        r.success,
+        r.results[0]?.observed.element_count,
+      ]);
+    expect(await byDate('2026-11-20')).toEqual([['bronze_readings', false, 100]]);
+    expect(await byDate('2026-11-21')).toEqual([['bronze_readings', true, 50]]);
+    expect(await byDate('2026-11-22')).toEqual([]);
   });
 });

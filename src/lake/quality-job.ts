@@ -2,11 +2,13 @@
  * The quality job: runs the built-in suites (or given ones) over the lake's
  * layers, read-only. A failed suite fails the run but never touches data; the
  * results list the failing rows. Only layers that have files are checked: a
- * fresh lake has no silver yet, and that is not a quality failure.
+ * fresh lake has no silver yet, and that is not a quality failure. An S3 lake
+ * is read through its local Parquet cache (`cache.ts`).
  */
-import { CanopyError } from '../core/errors.js';
+import path from 'node:path';
 import type { ObjectStore } from '../core/object-store.js';
 import type { Logger } from '../observability/logger.js';
+import { openLakeMirror } from './cache.js';
 import { withLakeEngine } from './engine.js';
 import {
   bronzeReadingsSuite,
@@ -15,46 +17,56 @@ import {
   type Suite,
   type SuiteResult,
 } from './quality/index.js';
-import { canopyLakeViews } from './views.js';
+import { parquetScan, sqlString } from './views.js';
 
-/** Lake prefix each suite table reads. */
-const TABLE_PREFIXES: Record<string, string> = {
-  bronze_readings: 'bronze/readings/',
-  silver_readings: 'silver/readings/',
+/** Lake folder each suite table reads. */
+const TABLE_FOLDERS: Record<string, string> = {
+  bronze_readings: 'bronze/readings',
+  silver_readings: 'silver/readings',
 };
 
 export async function runQualityJob(options: {
   lake: ObjectStore;
   logger: Logger;
+  /** The local Parquet cache of an S3 lake (required for one; unused for a local lake). */
+  cacheDir?: string;
   suites?: readonly Suite[];
+  /** Check only this event date's partitions (`YYYY-MM-DD`); default: every date. */
+  date?: string;
 }): Promise<SuiteResult[]> {
-  const { lake, logger } = options;
-  const root = lake.kind === 'local' ? lake.location : undefined;
-  if (root === undefined) {
-    throw new CanopyError(
-      'CANOPY_QUERY_UNAVAILABLE',
-      `quality suites over the S3 lake ${lake.location} need the local Parquet cache, not built yet`,
-    );
-  }
-  const views = canopyLakeViews(root);
-  const present = new Set<string>();
-  for (const [table, prefix] of Object.entries(TABLE_PREFIXES)) {
-    if ((await lake.list(prefix)).some((o) => o.key.endsWith('.parquet'))) present.add(table);
-  }
-  const suites = (options.suites ?? [bronzeReadingsSuite(), silverReadingsSuite()]).filter((s) =>
-    present.has(s.table),
+  const { lake, logger, date } = options;
+  const mirror = await openLakeMirror(lake, { cacheDir: options.cacheDir, logger });
+  const partition = date === undefined ? '' : `date=${date}/`;
+  const prefixes = Object.fromEntries(
+    Object.entries(TABLE_FOLDERS).map(([table, folder]) => [table, `${folder}/${partition}`]),
   );
-
-  return await withLakeEngine(async (conn) => {
-    for (const table of present) await conn.run(`CREATE VIEW ${table} AS ${views[table]}`);
-    const results: SuiteResult[] = [];
-    for (const suite of suites) {
-      const result = await runSuite(conn, suite);
-      const failed = result.results.filter((r) => !r.success).map((r) => r.expectation);
-      if (result.success) logger.info({ suite: suite.name }, 'quality suite passed');
-      else logger.warn({ suite: suite.name, failed }, 'quality suite failed');
-      results.push(result);
-    }
-    return results;
+  const view = (table: string): string =>
+    parquetScan(
+      sqlString(path.join(mirror.root, prefixes[table]!, '**', '*.parquet')),
+      TABLE_FOLDERS[table]!,
+    );
+  return mirror.read(Object.values(prefixes), async (objects) => {
+    const present = new Set(
+      Object.entries(prefixes)
+        .filter(([, prefix]) =>
+          objects.some((o) => o.key.startsWith(prefix) && o.key.endsWith('.parquet')),
+        )
+        .map(([table]) => table),
+    );
+    const suites = (options.suites ?? [bronzeReadingsSuite(), silverReadingsSuite()]).filter((s) =>
+      present.has(s.table),
+    );
+    return await withLakeEngine(async (conn) => {
+      for (const table of present) await conn.run(`CREATE VIEW ${table} AS ${view(table)}`);
+      const results: SuiteResult[] = [];
+      for (const suite of suites) {
+        const result = await runSuite(conn, suite);
+        const failed = result.results.filter((r) => !r.success).map((r) => r.expectation);
+        if (result.success) logger.info({ suite: suite.name }, 'quality suite passed');
+        else logger.warn({ suite: suite.name, failed }, 'quality suite failed');
+        results.push(result);
+      }
+      return results;
+    });
   });
 }

@@ -25,15 +25,17 @@ describe('retention', () => {
       'gold/_manifests/date=2026-08-23.json', // goes with it
       'gold/device_summary/part-0.parquet', // no date: never aged
       'deadletter/date=2026-11-01/part-1.jsonl', // gone (7)
+      'quality/runs/date=2026-08-23/20260823T000000000Z-000000.json', // 91 days: gone
+      'quality/runs/date=2026-08-24/20260824T000000000Z-000000.json', // kept (90)
     ];
     for (const key of keys) await lake.put(key, 'x');
     const options = {
       lake,
-      days: { bronze: 30, silver: 60, anomalies: 7, gold: 90, deadletter: 7 },
+      days: { bronze: 30, silver: 60, anomalies: 7, gold: 90, deadletter: 7, quality: 90 },
       clock: new ManualClock(Date.UTC(2026, 10, 22, 12)),
       logger: silentLogger(),
     };
-    const gone = [keys[0], keys[3], keys[4], keys[5], keys[7], keys[8], keys[10]].sort();
+    const gone = [keys[0], keys[3], keys[4], keys[5], keys[7], keys[8], keys[10], keys[11]].sort();
 
     const dry = await runRetention({ ...options, dryRun: true });
     expect(

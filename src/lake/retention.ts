@@ -1,7 +1,8 @@
 /**
  * Retention per layer: deletes whole event-date partitions older than the
  * layer's limit. Dates come from the `date=YYYY-MM-DD` part of the key, so
- * a late reading's old partition ages with its event date, not its arrival.
+ * a late reading's old partition ages with its event date, not its arrival;
+ * quality run results age by the date they ran.
  * The hot store is never touched here: its purge only removes rows that are
  * already in bronze.
  */
@@ -17,6 +18,7 @@ export interface RetentionDays {
   anomalies: number;
   gold: number;
   deadletter: number;
+  quality: number;
 }
 
 const LAYER_PREFIXES: Record<keyof RetentionDays, readonly string[]> = {
@@ -26,6 +28,8 @@ const LAYER_PREFIXES: Record<keyof RetentionDays, readonly string[]> = {
   // Gold manifests age with the gold partitions they describe.
   gold: ['gold/'],
   deadletter: ['deadletter/'],
+  // Quality runs are partitioned by the date they ran, not by an event date.
+  quality: ['quality/'],
 };
 
 const DATE_IN_KEY = /(?:^|\/)date=(\d{4}-\d{2}-\d{2})(?:\/|\.json$)/;

@@ -76,6 +76,20 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly duplicateMessages = new Counter({
+    name: 'canopy_ingest_duplicates_total',
+    help: 'Messages whose idempotency key was already committed (nothing stored again), by source.',
+    labelNames: ['source'] as const,
+    registers: [this.registry],
+  });
+
+  readonly landingFiles = new Counter({
+    name: 'canopy_landing_files_total',
+    help: 'Files taken from the landing area, by outcome (processed, failed).',
+    labelNames: ['outcome'] as const,
+    registers: [this.registry],
+  });
+
   readonly purgedRows = new Counter({
     name: 'canopy_hot_store_purged_rows_total',
     help: 'Rows removed from the hot store by the retention purge.',
@@ -92,6 +106,27 @@ export class Metrics {
     name: 'canopy_housekeeping_failures_total',
     help: 'Failed runs of the export-and-purge housekeeping, by step (export, purge).',
     labelNames: ['step'] as const,
+    registers: [this.registry],
+  });
+
+  readonly qualitySuiteSuccess = new Gauge({
+    name: 'canopy_quality_suite_success',
+    help: "1 when the suite's latest run passed, 0 when it failed, by suite; read from the lake's run history at scrape time.",
+    labelNames: ['suite'] as const,
+    registers: [this.registry],
+  });
+
+  readonly qualitySuiteFailedExpectations = new Gauge({
+    name: 'canopy_quality_suite_failed_expectations',
+    help: "Expectations that failed in the suite's latest run (warnings included), by suite.",
+    labelNames: ['suite'] as const,
+    registers: [this.registry],
+  });
+
+  readonly qualitySuiteLastRun = new Gauge({
+    name: 'canopy_quality_suite_last_run_timestamp_seconds',
+    help: "When the suite's latest run finished, Unix time.",
+    labelNames: ['suite'] as const,
     registers: [this.registry],
   });
 

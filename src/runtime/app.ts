@@ -14,17 +14,20 @@ import type { AddressInfo } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import type { Clock } from '../core/clock.js';
 import { systemClock } from '../core/clock.js';
+import type { ObjectStore } from '../core/object-store.js';
 import type { HotStore } from '../core/store.js';
 import type { CanopyConfig } from '../config/schema.js';
 import { buildApi } from '../api/server.js';
 import { openLakeQueries } from '../query/index.js';
-import { buildCatalog } from '../lake/index.js';
+import { buildCatalog, lakeCacheDir, QualityHistory } from '../lake/index.js';
 import type { Logger } from '../observability/logger.js';
 import { Metrics } from '../observability/metrics.js';
 import { EmbeddedMqttBroker } from '../sources/mqtt-broker.js';
 import { MqttClientSource } from '../sources/mqtt-client.js';
 import { HttpPollSource } from '../sources/http-poll.js';
-import { createObjectStore, DuckDbHotStore } from '../storage/index.js';
+import { FileDropSource } from '../sources/file-drop.js';
+import { BUILT_IN_WIDE_CSV_MAPPINGS } from '../ingest/index.js';
+import { createObjectStore, DuckDbHotStore, LocalObjectStore } from '../storage/index.js';
 import { startHousekeeping, type Housekeeping } from './housekeeping.js';
 import { createPipeline, type IngestPipeline } from './pipeline.js';
 import { startSimulation } from './simulation.js';
@@ -59,6 +62,25 @@ export async function openStore(config: CanopyConfig, logger: Logger): Promise<H
   return store;
 }
 
+/**
+ * Where the landing area is: `landing.path` (a local folder) if set; else
+ * `<dataDir>/landing` for a local lake — outside the lake folder, so files not
+ * yet validated are not visible to SQL over the lake — and `landing/` inside
+ * the lake's bucket and prefix for an S3 lake.
+ */
+export function landingArea(
+  config: CanopyConfig,
+  lake: ObjectStore,
+): { store: ObjectStore; prefix: string; watchPath?: string } {
+  const folder =
+    config.landing.path ??
+    (config.lake.kind === 'local' ? path.join(config.dataDir, 'landing') : undefined);
+  if (folder === undefined) return { store: lake, prefix: 'landing/' };
+  const root = path.resolve(folder);
+  mkdirSync(root, { recursive: true });
+  return { store: new LocalObjectStore({ root }), prefix: '', watchPath: root };
+}
+
 export async function startCanopy(config: CanopyConfig, options: StartOptions): Promise<CanopyApp> {
   const { logger } = options;
   const clock = options.clock ?? systemClock;
@@ -86,14 +108,18 @@ export async function startCanopy(config: CanopyConfig, options: StartOptions): 
     const housekeeping = startHousekeeping({ config, store, lake, clock, metrics, logger });
     stops.push(() => housekeeping.stop());
 
-    const queries = await openLakeQueries(lake, logger.child({ component: 'query' }));
+    const cacheDir = lakeCacheDir(config.lake.cacheDir, config.dataDir);
+    const queries = await openLakeQueries(lake, logger.child({ component: 'query' }), {
+      cacheDir,
+    });
     stops.push(() => queries.close());
 
     const api = buildApi({
       sink: pipeline,
       store,
       queries,
-      catalog: () => buildCatalog(lake),
+      catalog: () => buildCatalog(lake, { cacheDir }),
+      quality: new QualityHistory(lake, clock),
       metrics,
       logger,
       maxPayloadBytes: config.ingest.maxPayloadBytes,
@@ -136,6 +162,26 @@ export async function startCanopy(config: CanopyConfig, options: StartOptions): 
       source.start();
     };
     config.poll.forEach(startPoll);
+
+    if (config.landing.enabled) {
+      const area = landingArea(config, lake);
+      if (area.store !== lake) stops.push(() => Promise.resolve(area.store.close()));
+      const landing = new FileDropSource({
+        ...area,
+        sink: pipeline,
+        clock,
+        metrics,
+        logger: logger.child({ component: 'landing' }),
+        scanIntervalMs: config.landing.scanIntervalMs,
+        settleMs: config.landing.settleMs,
+        maxFileBytes: config.landing.maxFileBytes,
+        decode: { limits: config.ingest },
+        wideCsvMappings: { ...BUILT_IN_WIDE_CSV_MAPPINGS, ...config.ingest.wideCsv },
+      });
+      // Stopped before the pipeline drains (stops run in reverse), after the file in progress.
+      stops.push(() => landing.stop());
+      landing.start();
+    }
 
     if (config.simulator.enabled) {
       const simulation = await startSimulation(config, {
