@@ -17,10 +17,11 @@ import { benchOptions } from './lib/probe.js';
 import { DISTURBED_CPU } from './lib/flows.js';
 import type { Figure, Scenario, ScenarioOutcome } from './lib/types.js';
 import { httpBatch } from './scenarios/http-batch.js';
+import { lake } from './scenarios/lake.js';
 import { mqttBatch } from './scenarios/mqtt-batch.js';
 import { mqttSingle } from './scenarios/mqtt-single.js';
 
-const SCENARIOS: Scenario[] = [mqttSingle, mqttBatch, httpBatch];
+const SCENARIOS: Scenario[] = [mqttSingle, mqttBatch, httpBatch, lake];
 const RESULTS_DIR = path.join(repoRoot, 'bench', 'results');
 
 interface ScenarioReport extends Partial<ScenarioOutcome> {
@@ -143,9 +144,21 @@ function table(reports: ScenarioReport[]): string {
 
 async function main(): Promise<void> {
   const args = process.argv.slice(2);
+  // `--readings N` (the lake scenario's size) takes a value; take both out before naming scenarios.
+  const readingsAt = args.indexOf('--readings');
+  if (readingsAt >= 0) {
+    benchOptions.lakeReadings = args[readingsAt + 1];
+    if (benchOptions.lakeReadings === undefined) {
+      console.error('--readings needs a number');
+      process.exit(2);
+    }
+    args.splice(readingsAt, 2);
+  }
   const unknownFlags = args.filter((a) => a.startsWith('-') && a !== '--profile');
   if (unknownFlags.length > 0) {
-    console.error(`unknown option(s): ${unknownFlags.join(', ')}; the only option is --profile`);
+    console.error(
+      `unknown option(s): ${unknownFlags.join(', ')}; the options are --profile and --readings N`,
+    );
     process.exit(2);
   }
   benchOptions.profile = args.includes('--profile');
@@ -178,7 +191,9 @@ async function main(): Promise<void> {
       };
       const v = outcome.verification;
       console.log(
-        `    verified: ${fmt.format(v.storedReadings)} stored / ${fmt.format(v.ackedReadings)} acknowledged, ${v.deadLetters} dead letters, ${v.errors} errors → ${v.ok ? 'ok' : 'MISMATCH'}`,
+        v.summary !== undefined
+          ? `    verified: ${v.summary} → ${v.ok ? 'ok' : 'MISMATCH'}`
+          : `    verified: ${fmt.format(v.storedReadings)} stored / ${fmt.format(v.ackedReadings)} acknowledged, ${v.deadLetters} dead letters, ${v.errors} errors → ${v.ok ? 'ok' : 'MISMATCH'}`,
       );
     } catch (err) {
       console.error(`    ${scenario.name} failed:`, err);

@@ -28,7 +28,7 @@ export interface MeasuredRun extends RunResult {
 }
 
 /** Busy and total jiffies of all CPUs (Linux), or null. */
-function machineTicks(): { busy: number; total: number } | null {
+export function machineTicks(): { busy: number; total: number } | null {
   try {
     const line = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0]!;
     const f = line.trim().split(/\s+/).slice(1).map(Number);

@@ -12,7 +12,11 @@ import type { Profiler, Runtime } from 'node:inspector';
 import type { Metrics } from '../../src/observability/metrics.js';
 import { repoRoot } from './load-process.js';
 
-export const benchOptions = { profile: false };
+export const benchOptions: {
+  profile: boolean;
+  /** `--readings N`: size of the lake scenario's bronze input. */
+  lakeReadings?: string;
+} = { profile: false };
 
 export interface CommitStats {
   commits: number;

@@ -33,6 +33,8 @@ export interface Verification {
   /** Failed units over every run (peer runs included). */
   errors: number;
   ok: boolean;
+  /** A one-line account printed instead of the stored/acknowledged line (batch scenarios). */
+  summary?: string;
 }
 
 export interface RunRecord extends MeasuredRun {
@@ -47,10 +49,30 @@ export interface RunRecord extends MeasuredRun {
   profile?: ProfileSummary;
 }
 
+/** One timed run of a batch scenario (the lake): a fixed amount of work, timed end to end. */
+export interface BatchRunRecord {
+  system: 'canopy' | 'peer';
+  label: string;
+  attempt: number;
+  /** This run gives the figure (the fastest of its system's runs). */
+  used: boolean;
+  readings: number;
+  ms: number;
+  readingsPerSecond: number;
+  /** Peak resident set of the process that did the work, MB. */
+  peakRssMB: number;
+  /** CPU of that process over the work, in cores. */
+  cpu: number;
+  /** CPU of everything else on the machine meanwhile, in cores. */
+  otherCpu: number | null;
+  /** Named parts of `ms` (Canopy: silver and gold). */
+  phases?: Record<string, number>;
+}
+
 export interface ScenarioOutcome {
   figures: Figure[];
   verification: Verification;
-  runs: RunRecord[];
+  runs: (RunRecord | BatchRunRecord)[];
   parameters: Record<string, unknown>;
 }
 

@@ -2,16 +2,21 @@
  * The gold job: rebuilds the gold tables of every event date whose silver
  * partition changed, then the all-time device summary if anything did.
  *
+ * Dates are independent, so they are built side by side, one engine (and
+ * one DuckDB thread) per core.
+ *
  * Like silver, change detection is a manifest: `gold/_manifests/date=D.json`
  * records the etag of the silver file each date was built from. Outputs are
  * whole-object replaces and the manifest is written last, so a crashed run
  * is redone and a rerun never duplicates.
  */
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import path from 'node:path';
+import type { DuckDBConnection } from '@duckdb/node-api';
 import type { ObjectInfo, ObjectStore } from '../core/object-store.js';
 import type { Logger } from '../observability/logger.js';
-import { withLakeEngine } from './engine.js';
+import { localCopy, requireDates, withLakeEngine } from './engine.js';
 import { buildDeviceSummary, buildGoldPartition } from './gold/index.js';
 import { SILVER_READINGS_PREFIX } from './silver-job.js';
 
@@ -22,6 +27,11 @@ export interface GoldJobOptions {
   sensorIntervals: Record<string, number>;
   defaultIntervalMs: number;
   logger: Logger;
+  /**
+   * Rebuild exactly these dates, changed or not, instead of the dirty ones.
+   * Throws CANOPY_JOB_BAD_DATE for a date with no silver.
+   */
+  dates?: readonly string[];
 }
 
 export interface GoldDateReport {
@@ -43,17 +53,39 @@ function manifestKey(date: string): string {
   return `gold/_manifests/date=${date}.json`;
 }
 
-/** Local path of an object, downloading it into `cacheRoot` when the lake is remote. */
-async function localFile(
-  lake: ObjectStore,
-  object: ObjectInfo,
-  cacheRoot: string,
-): Promise<string> {
-  const direct = lake.localPath(object.key);
-  if (direct !== undefined) return direct;
-  const file = path.join(cacheRoot, object.key);
-  await lake.getToFile(object.key, file);
-  return file;
+/** Builds and uploads one date's gold tables, then its manifest (last, so a crash leaves it dirty). */
+async function buildDate(
+  options: GoldJobOptions,
+  conn: DuckDBConnection,
+  date: string,
+  silverPaths: Map<string, string>,
+  silver: Map<string, ObjectInfo>,
+  work: string,
+): Promise<GoldDateReport> {
+  const { lake } = options;
+  const built = await buildGoldPartition({
+    conn,
+    silverFiles: [silverPaths.get(date)!],
+    date,
+    sensorIntervals: options.sensorIntervals,
+    defaultIntervalMs: options.defaultIntervalMs,
+    outDir: path.join(work, date),
+  });
+  await lake.putFile(`gold/sensor_5min/date=${date}/part-0.parquet`, built.sensor5min.file);
+  await lake.putFile(`gold/location_hourly/date=${date}/part-0.parquet`, built.locationHourly.file);
+  await lake.putFile(`gold/daily_summary/date=${date}/part-0.parquet`, built.dailySummary.file);
+  await lake.put(
+    manifestKey(date),
+    JSON.stringify({ silver_etag: silver.get(date)!.etag }, null, 2),
+  );
+  const report = {
+    date,
+    sensor5min: built.sensor5min.rows,
+    locationHourly: built.locationHourly.rows,
+    dailySummary: built.dailySummary.rows,
+  };
+  options.logger.info(report, 'gold partition built');
+  return report;
 }
 
 async function silverFiles(lake: ObjectStore): Promise<Map<string, ObjectInfo>> {
@@ -83,9 +115,11 @@ export async function dirtyGoldDates(lake: ObjectStore): Promise<string[]> {
 }
 
 export async function runGoldJob(options: GoldJobOptions): Promise<GoldJobReport> {
-  const { lake, logger } = options;
+  const { lake } = options;
   const silver = await silverFiles(lake);
-  const dirty = await dirtyGoldDates(lake);
+  const dirty = options.dates
+    ? requireDates(options.dates, silver, 'silver')
+    : await dirtyGoldDates(lake);
   const report: GoldJobReport = { dates: [], devices: null };
   if (dirty.length === 0) return report;
 
@@ -93,49 +127,41 @@ export async function runGoldJob(options: GoldJobOptions): Promise<GoldJobReport
   const work = mkdtempSync(path.join(options.workDir, 'gold-'));
   const cache = path.join(work, 'cache');
   try {
-    await withLakeEngine(async (conn) => {
-      const silverFiles = new Map<string, string>();
-      for (const [date, object] of silver)
-        silverFiles.set(date, await localFile(lake, object, cache));
-      for (const date of dirty) {
-        const outDir = path.join(work, date);
-        const built = await buildGoldPartition({
-          conn,
-          silverFiles: [silverFiles.get(date)!],
-          date,
-          sensorIntervals: options.sensorIntervals,
-          defaultIntervalMs: options.defaultIntervalMs,
-          outDir,
-        });
-        await lake.putFile(`gold/sensor_5min/date=${date}/part-0.parquet`, built.sensor5min.file);
-        await lake.putFile(
-          `gold/location_hourly/date=${date}/part-0.parquet`,
-          built.locationHourly.file,
-        );
-        await lake.putFile(
-          `gold/daily_summary/date=${date}/part-0.parquet`,
-          built.dailySummary.file,
-        );
-        await lake.put(
-          manifestKey(date),
-          JSON.stringify({ silver_etag: silver.get(date)!.etag }, null, 2),
-        );
-        const dateReport = {
-          date,
-          sensor5min: built.sensor5min.rows,
-          locationHourly: built.locationHourly.rows,
-          dailySummary: built.dailySummary.rows,
-        };
-        logger.info(dateReport, 'gold partition built');
-        report.dates.push(dateReport);
+    const silverPaths = new Map<string, string>();
+    for (const [date, object] of silver)
+      silverPaths.set(date, await localCopy(lake, object.key, cache));
+
+    // Each date is built on one DuckDB thread (deterministic float sums and
+    // Parquet bytes), so dates run side by side, one engine per core; the
+    // files of a date do not depend on which engine built it.
+    const built = new Map<string, GoldDateReport>();
+    const queue = [...dirty];
+    const buildDates = async (conn: DuckDBConnection): Promise<void> => {
+      try {
+        for (let date = queue.shift(); date !== undefined; date = queue.shift()) {
+          built.set(date, await buildDate(options, conn, date, silverPaths, silver, work));
+        }
+      } catch (err) {
+        queue.length = 0; // the run fails: the other engines stop after their current date
+        throw err;
       }
+    };
+    const engines = Math.max(1, Math.min(dirty.length, availableParallelism()));
+    const outcomes = await Promise.allSettled(
+      Array.from({ length: engines }, () => withLakeEngine(buildDates)),
+    );
+    const failed = outcomes.find((o) => o.status === 'rejected');
+    if (failed) throw failed.reason;
+    for (const date of dirty) report.dates.push(built.get(date)!);
+
+    report.devices = await withLakeEngine(async (conn) => {
       const devices = await buildDeviceSummary({
         conn,
-        silverFiles: [...silverFiles.values()].sort(),
+        silverFiles: [...silverPaths.values()].sort(),
         outDir: path.join(work, 'devices'),
       });
       await lake.putFile('gold/device_summary/part-0.parquet', devices.file);
-      report.devices = devices.rows;
+      return devices.rows;
     });
   } finally {
     rmSync(work, { recursive: true, force: true });

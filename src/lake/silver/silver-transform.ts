@@ -21,7 +21,8 @@
  *  - The previous date's rows are read only as z-score history so the first
  *    readings after midnight are judged like any other.
  *  - Output is sorted by (sensor_id, event_time) and written single-threaded,
- *    so the same inputs and processing time give byte-identical files.
+ *    so the same inputs and processing time give byte-identical files. The
+ *    transform before the write uses the connection's threads.
  */
 import { renameSync, mkdirSync, rmSync } from 'node:fs';
 import path from 'node:path';
@@ -116,6 +117,7 @@ export const SILVER_COLUMNS = [
 // Temp objects live on the caller's connection; the prefix keeps them apart
 // from the caller's own and they are dropped before returning.
 const BRONZE = '__silver_bronze';
+const HISTORY = '__silver_history';
 const SENSOR_RANGES = '__silver_sensor_ranges';
 const TYPE_RANGES = '__silver_type_ranges';
 const RESULT = '__silver_result';
@@ -157,9 +159,10 @@ function literal(text: string): string {
   return `'${text.replaceAll("'", "''")}'`;
 }
 
-async function scalar(conn: DuckDBConnection, sql: string): Promise<number> {
-  const row = (await conn.runAndReadAll(sql)).getRows()[0];
-  return Number(row?.[0] ?? 0);
+/** The first row of `sql`, every column as a number. */
+async function scalars(conn: DuckDBConnection, sql: string): Promise<number[]> {
+  const row = (await conn.runAndReadAll(sql)).getRows()[0] ?? [];
+  return row.map((v) => Number(v ?? 0));
 }
 
 export async function buildSilverPartition(
@@ -171,34 +174,41 @@ export async function buildSilverPartition(
   const silverFile = path.join(options.outDir, 'silver.parquet');
   const anomaliesFile = path.join(options.outDir, 'anomalies.parquet');
 
-  // Parallel Parquet writers may cut row groups differently from run to run;
-  // one thread makes the bytes a function of the rows alone. The setting is
-  // the caller's, so it is restored afterwards.
-  const threadsBefore = await scalar(conn, "SELECT current_setting('threads')");
-  await conn.run('SET threads = 1');
   try {
-    await loadBronze(conn, options.bronzeFiles, options.lineageRoot);
+    const day = `DATE ${literal(date)}`;
+    await loadBronze(conn, options.bronzeFiles, options.lineageRoot, day);
     await loadRanges(conn, options.ranges);
 
-    const day = `DATE ${literal(date)}`;
-    // Window frame over the non-null rows only: nulls never enter a
-    // sensor's history, and "the previous N values" means N non-null ones.
+    // Dedup in two steps, because ranking every row in a window partitioned
+    // by (sensor_id, event_time) means sorting the whole table, wide rows
+    // and all: find the keys that occur more than once (a hash aggregate),
+    // rank only those rows, and drop the losers by row id. Same winner as
+    // ranking everything. A key never spans two dates, so each date's rows
+    // are deduplicated on their own.
+    // History: a window frame over the non-null rows only, so nulls never
+    // enter a sensor's history and "the previous N values" means N non-null
+    // ones. No frame reaches further back than a sensor's last N non-null
+    // values of the previous date, so only those enter the window (a top-N
+    // aggregate, not a sort of the whole day). The wide CTEs are NOT
+    // MATERIALIZED: rescanning the temp table and redoing the narrow anti
+    // join costs less than copying every column of every row once more.
     await conn.run(
       `CREATE OR REPLACE TEMP TABLE ${RESULT} AS
-       WITH deduped AS (
-         SELECT * FROM ${BRONZE}
-         WHERE event_time >= ${day} - INTERVAL 1 DAY AND event_time < ${day} + INTERVAL 1 DAY
-         QUALIFY row_number() OVER (
-           PARTITION BY sensor_id, event_time
-           ORDER BY ingest_time DESC, seq DESC, source_file DESC) = 1
-       ),
+       WITH ${dedupCtes('day', BRONZE)},
+       ${dedupCtes('prior', HISTORY)},
        history AS (
          SELECT sensor_id, event_time,
                 count(value)        OVER w AS n_prev,
                 avg(value)          OVER w AS mean_prev,
                 stddev_samp(value)  OVER w AS sd_prev
-         FROM deduped
-         WHERE value IS NOT NULL
+         FROM (SELECT sensor_id, unnest(tail, recursive := true)
+               FROM (SELECT sensor_id,
+                            arg_max({'event_time': event_time, 'value': value}, event_time,
+                                    ${zscore.window}) AS tail
+                     FROM prior_deduped WHERE value IS NOT NULL
+                     GROUP BY sensor_id)
+               UNION ALL
+               SELECT sensor_id, event_time, value FROM day_deduped WHERE value IS NOT NULL)
          WINDOW w AS (PARTITION BY sensor_id ORDER BY event_time
                       ROWS BETWEEN ${zscore.window} PRECEDING AND 1 PRECEDING)
        ),
@@ -210,11 +220,10 @@ export async function buildSilverPartition(
                 d.value IS NOT NULL AND h.n_prev >= $1 AND h.sd_prev > 0 AND
                   abs((d.value - h.mean_prev) / h.sd_prev) > $2 AS f_zscore,
                 coalesce(d.anomaly_score > $3, false) AS f_device
-         FROM deduped d
+         FROM day_deduped d
          LEFT JOIN history h USING (sensor_id, event_time)
          LEFT JOIN ${SENSOR_RANGES} rs ON rs.sensor_id = d.sensor_id
          LEFT JOIN ${TYPE_RANGES} rt ON rt.sensor_type = d.sensor_type
-         WHERE d.event_time >= ${day}
        )
        SELECT sensor_id, sensor_type, location, event_time, value, unit, anomaly_score,
               ingest_time, source, batch_id, seq,
@@ -227,7 +236,8 @@ export async function buildSilverPartition(
               imputed, source_file,
               epoch_ms($4) AS processing_time,
               $5::VARCHAR AS pipeline_version
-       FROM flagged`,
+       FROM flagged
+       ORDER BY sensor_id, event_time`,
       [
         BigInt(zscore.minHistory),
         zscore.threshold,
@@ -238,26 +248,23 @@ export async function buildSilverPartition(
       [BIGINT, DOUBLE, DOUBLE, BIGINT, VARCHAR],
     );
 
-    const rows = await scalar(conn, `SELECT count(*) FROM ${RESULT}`);
-    const anomalies = await scalar(conn, `SELECT count(*) FROM ${RESULT} WHERE is_anomaly`);
-    const missing = await scalar(conn, `SELECT count(*) FROM ${RESULT} WHERE value IS NULL`);
-    const rawRows = await scalar(
+    const [rows = 0, anomalies = 0, missing = 0] = await scalars(
       conn,
-      `SELECT count(*) FROM ${BRONZE}
-       WHERE event_time >= ${day} AND event_time < ${day} + INTERVAL 1 DAY`,
+      `SELECT count(*), count(*) FILTER (WHERE is_anomaly), count(*) FILTER (WHERE value IS NULL)
+       FROM ${RESULT}`,
     );
+    const [rawRows = 0] = await scalars(conn, `SELECT count(*) FROM ${BRONZE}`);
 
+    // RESULT was filled in (sensor_id, event_time) order, a total order
+    // after the dedup; DuckDB keeps a table's insertion order
+    // (preserve_insertion_order, on by default) and a plain scan or filter
+    // of one table returns rows in that order, so the files come out sorted
+    // without sorting again on the one write thread.
     const columns = SILVER_COLUMNS.join(', ');
-    await writeParquet(
-      conn,
-      `SELECT ${columns} FROM ${RESULT} ORDER BY sensor_id, event_time`,
-      silverFile,
-    );
-    await writeParquet(
-      conn,
-      `SELECT ${columns} FROM ${RESULT} WHERE is_anomaly ORDER BY sensor_id, event_time`,
-      anomaliesFile,
-    );
+    await singleThreaded(conn, async () => {
+      await writeParquet(conn, `SELECT ${columns} FROM ${RESULT}`, silverFile);
+      await writeParquet(conn, `SELECT ${columns} FROM ${RESULT} WHERE is_anomaly`, anomaliesFile);
+    });
     return {
       silverFile,
       anomaliesFile,
@@ -267,23 +274,66 @@ export async function buildSilverPartition(
       missing,
     };
   } finally {
-    for (const table of [RESULT, BRONZE, SENSOR_RANGES, TYPE_RANGES]) {
+    for (const table of [RESULT, BRONZE, HISTORY, SENSOR_RANGES, TYPE_RANGES]) {
       await conn.run(`DROP TABLE IF EXISTS temp.${table}`);
     }
+  }
+}
+
+/**
+ * CTEs `<name>_deduped`: the rows of `table`, one per (sensor_id,
+ * event_time), the latest ingest_time winning, then the highest seq, then
+ * the file name. `table` must have those columns.
+ */
+function dedupCtes(name: string, table: string): string {
+  return `${name}_rows AS NOT MATERIALIZED (SELECT rowid AS row_id, * FROM ${table}),
+       ${name}_repeated AS (
+         SELECT sensor_id, event_time FROM ${table}
+         GROUP BY sensor_id, event_time HAVING count(*) > 1
+       ),
+       ${name}_losers AS (
+         SELECT row_id FROM ${name}_rows SEMI JOIN ${name}_repeated USING (sensor_id, event_time)
+         QUALIFY row_number() OVER (
+           PARTITION BY sensor_id, event_time
+           ORDER BY ingest_time DESC, seq DESC, source_file DESC) > 1
+       ),
+       ${name}_deduped AS NOT MATERIALIZED (
+         SELECT * EXCLUDE (row_id) FROM ${name}_rows ANTI JOIN ${name}_losers USING (row_id)
+       )`;
+}
+
+/**
+ * Runs `body` on one DuckDB thread: parallel Parquet writers may cut row
+ * groups differently from run to run, so one thread makes the bytes a
+ * function of the rows alone. Everything before the write may run in
+ * parallel: it builds a table whose rows and row order do not depend on the
+ * schedule (dedup, window frames and the final sort all have a total order;
+ * counts are exact). The setting is the caller's, so it is restored.
+ */
+async function singleThreaded(conn: DuckDBConnection, body: () => Promise<void>): Promise<void> {
+  const threadsBefore = (await scalars(conn, "SELECT current_setting('threads')"))[0]!;
+  await conn.run('SET threads = 1');
+  try {
+    await body();
+  } finally {
     await conn.run(`SET threads = ${threadsBefore}`);
   }
 }
 
 /**
- * Loads the bronze rows into a typed temp table. Declaring the schema here,
- * rather than trusting each file's, gives the same column types whether the
- * list is empty, has one file or many, and casts files written by older
- * exporters consistently.
+ * Loads the bronze rows of `date` into a typed temp table, and the narrow
+ * columns the dedup and the z-score need of the previous date's rows into a
+ * second one (history is never written, so its other columns are never
+ * decoded). Declaring the schema here, rather than trusting each file's,
+ * gives the same column types whether the list is empty, has one file or
+ * many, and casts files written by older exporters consistently. Rows of
+ * other dates are not read (Parquet statistics skip them).
  */
 async function loadBronze(
   conn: DuckDBConnection,
   files: readonly string[],
   lineageRoot: string | undefined,
+  day: string,
 ): Promise<void> {
   await conn.run(
     `CREATE OR REPLACE TEMP TABLE ${BRONZE} (
@@ -302,6 +352,16 @@ async function loadBronze(
        source_file     VARCHAR   NOT NULL
      )`,
   );
+  await conn.run(
+    `CREATE OR REPLACE TEMP TABLE ${HISTORY} (
+       sensor_id       VARCHAR   NOT NULL,
+       event_time      TIMESTAMP NOT NULL,
+       value           DOUBLE,
+       ingest_time     TIMESTAMP NOT NULL,
+       seq             BIGINT    NOT NULL,
+       source_file     VARCHAR   NOT NULL
+     )`,
+  );
   if (files.length === 0) return;
   // Sorted so the scan order, and with it everything downstream, does not
   // depend on the order the caller listed the files in. `date`/`hour` come
@@ -313,12 +373,20 @@ async function loadBronze(
     root === undefined
       ? 'filename'
       : `CASE WHEN starts_with(filename, ${literal(root)}) THEN substr(filename, ${root.length + 1}) ELSE filename END`;
+  const bronze = `read_parquet([${list}], hive_partitioning = true, filename = true,
+                               hive_types = {'date': DATE, 'hour': INTEGER})`;
   await conn.run(
     `INSERT INTO ${BRONZE}
      SELECT sensor_id, sensor_type, location, event_time, value, unit, anomaly_score,
             ingest_time, source, batch_id, seq, imputed, ${sourceFile}
-     FROM read_parquet([${list}], hive_partitioning = true, filename = true,
-                       hive_types = {'date': DATE, 'hour': INTEGER})`,
+     FROM ${bronze}
+     WHERE event_time >= ${day} AND event_time < ${day} + INTERVAL 1 DAY`,
+  );
+  await conn.run(
+    `INSERT INTO ${HISTORY}
+     SELECT sensor_id, event_time, value, ingest_time, seq, ${sourceFile}
+     FROM ${bronze}
+     WHERE event_time >= ${day} - INTERVAL 1 DAY AND event_time < ${day}`,
   );
 }
 
