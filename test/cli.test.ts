@@ -282,6 +282,16 @@ describe('canopy jobs run bronze-export and silver, then canopy query', () => {
       ).list(5);
       expect(history.map((r) => r.run_id)).toEqual([run.run_id]);
 
+      const oneDate = await canopy(['jobs', 'run', 'silver', '--date', '2026-11-20'], {
+        CANOPY_DATA_DIR: dir,
+      });
+      expect(JSON.parse(oneDate.stdout)).toMatchObject([{ date: '2026-11-20', rows: 3 }]);
+      const badDate = await canopy(['jobs', 'run', 'quality', '--date', '2026-02-30'], {
+        CANOPY_DATA_DIR: dir,
+      });
+      expect(badDate.code).not.toBe(0);
+      expect(badDate.stderr).toMatch(/CANOPY_JOB_BAD_DATE/);
+
       const refused = await canopy(['query', 'DROP VIEW bronze_readings'], {
         CANOPY_DATA_DIR: dir,
       });

@@ -105,6 +105,7 @@ export async function runJob(
         sensorIntervals: registry.intervals(),
         defaultIntervalMs: DEFAULT_INTERVAL_MS,
         logger,
+        dates: date === undefined ? undefined : [date],
       });
       return { ok: true, report };
     }
@@ -132,6 +133,7 @@ export async function runJob(
         deviceScoreThreshold: config.stream.deviceScoreThreshold,
         clock: systemClock,
         logger,
+        dates: date === undefined ? undefined : [date],
       });
       return { ok: true, report };
     }

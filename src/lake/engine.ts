@@ -1,9 +1,12 @@
 /**
  * What every lake job shares: a private in-memory DuckDB to transform
  * Parquet with (no extension may be downloaded here), and the date rule of
- * the partitions.
+ * the partitions, and local files for the objects a job reads.
  */
+import path from 'node:path';
 import { DuckDBInstance, type DuckDBConnection } from '@duckdb/node-api';
+import { CanopyError } from '../core/errors.js';
+import type { ObjectStore } from '../core/object-store.js';
 
 /** Runs `work` on a fresh in-memory DuckDB connection and closes it afterwards. */
 export async function withLakeEngine<T>(work: (conn: DuckDBConnection) => Promise<T>): Promise<T> {
@@ -20,6 +23,23 @@ export async function withLakeEngine<T>(work: (conn: DuckDBConnection) => Promis
   }
 }
 
+/**
+ * A local path holding the object: the lake's own file for a local lake,
+ * else a download to `downloadRoot/<key>` (the key's layout kept, so the
+ * path still ends with the key).
+ */
+export async function localCopy(
+  lake: ObjectStore,
+  key: string,
+  downloadRoot: string,
+): Promise<string> {
+  const direct = lake.localPath(key);
+  if (direct !== undefined) return direct;
+  const file = path.join(downloadRoot, key);
+  await lake.getToFile(key, file);
+  return file;
+}
+
 const EVENT_DATE = /^\d{4}-\d{2}-\d{2}$/;
 
 /** A partition date: `YYYY-MM-DD`, a real calendar day (UTC). */
@@ -27,6 +47,24 @@ export function isEventDate(date: string): boolean {
   if (!EVENT_DATE.test(date)) return false;
   const ms = Date.parse(`${date}T00:00:00Z`);
   return !Number.isNaN(ms) && new Date(ms).toISOString().slice(0, 10) === date;
+}
+
+/**
+ * The given dates, checked: each must be a calendar day the layer has a
+ * partition for (`partitions` is keyed by date). Throws CANOPY_JOB_BAD_DATE.
+ */
+export function requireDates(
+  dates: readonly string[],
+  partitions: ReadonlyMap<string, unknown>,
+  layer: string,
+): string[] {
+  for (const date of dates) {
+    if (!isEventDate(date))
+      throw new CanopyError('CANOPY_JOB_BAD_DATE', `not a calendar day as YYYY-MM-DD: ${date}`);
+    if (!partitions.has(date))
+      throw new CanopyError('CANOPY_JOB_BAD_DATE', `the lake has no ${layer} for ${date}`);
+  }
+  return [...new Set(dates)].sort();
 }
 
 /** The day before a partition date. */

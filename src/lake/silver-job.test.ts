@@ -135,6 +135,15 @@ describe('silver job', () => {
     expect(first.map((r) => r.date)).toEqual(['2026-11-20', '2026-11-21']);
     expect(await dirtySilverDates(inc.lake)).toEqual([]);
     expect(await runSilverJob(jobOptions(inc))).toEqual([]); // nothing changed: nothing rebuilt
+    // --date rebuilds one date on demand, to the same bytes; a date with no bronze is refused.
+    const etags = async () => (await inc.lake.list('silver/')).map((o) => o.etag);
+    const before = await etags();
+    const forced = await runSilverJob({ ...jobOptions(inc), dates: ['2026-11-21'] });
+    expect(forced.map((r) => r.date)).toEqual(['2026-11-21']);
+    expect(await etags()).toEqual(before);
+    await expect(runSilverJob({ ...jobOptions(inc), dates: ['2026-11-23'] })).rejects.toMatchObject(
+      { code: 'CANOPY_JOB_BAD_DATE' },
+    );
     await runGoldJob({
       lake: inc.lake,
       workDir: inc.dir,
@@ -180,6 +189,11 @@ describe('silver job', () => {
     });
     await runGoldJob(goldOptions(inc));
     expect((await runGoldJob(goldOptions(inc))).dates).toEqual([]); // silver unchanged since: nothing rebuilt
+    const forcedGold = await runGoldJob({ ...goldOptions(inc), dates: ['2026-11-20'] });
+    expect(forcedGold.dates.map((d) => d.date)).toEqual(['2026-11-20']);
+    await expect(runGoldJob({ ...goldOptions(inc), dates: ['2026-11-31'] })).rejects.toMatchObject({
+      code: 'CANOPY_JOB_BAD_DATE',
+    });
     await runGoldJob(goldOptions(once));
     for (const table of ['sensor_5min', 'location_hourly', 'daily_summary', 'device_summary']) {
       expect(await goldRows(inc, table), table).toEqual(await goldRows(once, table));

@@ -17,7 +17,7 @@ import type { Clock } from '../core/clock.js';
 import type { ObjectInfo, ObjectStore } from '../core/object-store.js';
 import type { Logger } from '../observability/logger.js';
 import { BRONZE_READINGS_PREFIX } from './bronze-export.js';
-import { previousEventDate, withLakeEngine } from './engine.js';
+import { localCopy, previousEventDate, requireDates, withLakeEngine } from './engine.js';
 import {
   buildSilverPartition,
   type SilverRanges,
@@ -37,8 +37,11 @@ export interface SilverJobOptions {
   deviceScoreThreshold: number;
   clock: Clock;
   logger: Logger;
-  /** Rebuild these dates even if their input did not change. */
-  force?: readonly string[];
+  /**
+   * Rebuild exactly these dates, changed or not, instead of the dirty ones.
+   * Throws CANOPY_JOB_BAD_DATE for a date with no bronze.
+   */
+  dates?: readonly string[];
 }
 
 export interface SilverDateReport {
@@ -72,27 +75,18 @@ function sameInputs(a: Record<string, string>, b: Record<string, string>): boole
   return keys.length === Object.keys(b).length && keys.every((k) => a[k] === b[k]);
 }
 
-/** Local paths for the objects, downloading remote ones into `cacheRoot` in key layout. */
+/** Local files of the objects, and the folder they sit in by key (for lineage). */
 async function localFiles(
   lake: ObjectStore,
   objects: readonly ObjectInfo[],
-  cacheRoot: string,
+  downloadRoot: string,
 ): Promise<{ files: string[]; root: string }> {
-  const first = objects[0];
-  const direct = first ? lake.localPath(first.key) : undefined;
-  if (first && direct !== undefined) {
-    return {
-      files: objects.map((o) => lake.localPath(o.key)!),
-      root: direct.slice(0, direct.length - first.key.length),
-    };
-  }
   const files: string[] = [];
-  for (const o of objects) {
-    const file = path.join(cacheRoot, o.key);
-    await lake.getToFile(o.key, file);
-    files.push(file);
-  }
-  return { files, root: cacheRoot };
+  for (const o of objects) files.push(await localCopy(lake, o.key, downloadRoot));
+  const [first, firstFile] = [objects[0], files[0]];
+  const root =
+    first && firstFile ? firstFile.slice(0, firstFile.length - first.key.length) : downloadRoot;
+  return { files, root };
 }
 
 /** The dates whose bronze input differs from their silver manifest. */
@@ -137,8 +131,9 @@ async function readManifest(lake: ObjectStore, date: string): Promise<Manifest |
 export async function runSilverJob(options: SilverJobOptions): Promise<SilverDateReport[]> {
   const { lake, logger } = options;
   const byDate = await bronzeByDate(lake);
-  const dirty = new Set(await dirtySilverDates(lake));
-  for (const date of options.force ?? []) if (byDate.has(date)) dirty.add(date);
+  const dirty = new Set(
+    options.dates ? requireDates(options.dates, byDate, 'bronze') : await dirtySilverDates(lake),
+  );
   const reports: SilverDateReport[] = [];
   if (dirty.size === 0) return reports;
 

@@ -46,7 +46,7 @@ import {
   type WarehouseWindow,
 } from '../core/warehouse.js';
 import type { Logger } from '../observability/logger.js';
-import { isEventDate, withLakeEngine } from './engine.js';
+import { isEventDate, localCopy, withLakeEngine } from './engine.js';
 import { dirtyGoldDates } from './gold-job.js';
 
 export interface WarehouseLoadOptions {
@@ -194,19 +194,6 @@ async function readGoldFile(
   });
 }
 
-/** Local path of an object: the lake's own file, or a download into `cacheRoot`. */
-async function localFile(
-  lake: ObjectStore,
-  object: ObjectInfo,
-  cacheRoot: string,
-): Promise<string> {
-  const direct = lake.localPath(object.key);
-  if (direct !== undefined) return direct;
-  const file = path.join(cacheRoot, object.key);
-  await lake.getToFile(object.key, file);
-  return file;
-}
-
 /**
  * One `dim_sensors` row per sensor known from the config or the device
  * summary. Config wins for what it sets (type, unit, location, interval);
@@ -307,7 +294,7 @@ export async function runWarehouseLoad(
         const counts: WarehouseWindowReport['rows'] = {};
         for (const spec of windowTables(gold.window)) {
           const name = spec.name as GoldWarehouseTable;
-          const file = await localFile(lake, gold.objects.get(name)!, work);
+          const file = await localCopy(lake, gold.objects.get(name)!.key, work);
           rows[name] = await readGoldFile(conn, spec, file);
           counts[name] = rows[name].length;
           report.rows[name] = (report.rows[name] ?? 0) + rows[name].length;
@@ -322,7 +309,7 @@ export async function runWarehouseLoad(
           ? await readGoldFile(
               conn,
               GOLD_WAREHOUSE_TABLES.find((t) => t.name === 'gold_device_summary')!,
-              await localFile(lake, devicesWindow.objects.get('gold_device_summary')!, work),
+              await localCopy(lake, devicesWindow.objects.get('gold_device_summary')!.key, work),
             )
           : [];
         const dimRows = sensorDimensionRows(
