@@ -18,10 +18,11 @@ import { DISTURBED_CPU } from './lib/flows.js';
 import type { Figure, Scenario, ScenarioOutcome } from './lib/types.js';
 import { httpBatch } from './scenarios/http-batch.js';
 import { lake } from './scenarios/lake.js';
+import { metricsCost } from './scenarios/metrics-cost.js';
 import { mqttBatch } from './scenarios/mqtt-batch.js';
 import { mqttSingle } from './scenarios/mqtt-single.js';
 
-const SCENARIOS: Scenario[] = [mqttSingle, mqttBatch, httpBatch, lake];
+const SCENARIOS: Scenario[] = [mqttSingle, mqttBatch, httpBatch, lake, metricsCost];
 const RESULTS_DIR = path.join(repoRoot, 'bench', 'results');
 
 interface ScenarioReport extends Partial<ScenarioOutcome> {

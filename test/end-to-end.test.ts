@@ -112,7 +112,12 @@ describe('simulator → embedded MQTT broker → hot store → API', () => {
       300,
     );
     const metrics = (await app.api.inject({ method: 'GET', url: '/metrics' })).body;
-    expect(metrics).toMatch(/^canopy_readings_accepted_total\{source="http"\} 300$/m);
+    const acceptedOverHttp = [
+      ...metrics.matchAll(
+        /^canopy_readings_accepted_total\{source="http",sensor_type="\w+"\} (\d+)$/gm,
+      ),
+    ].reduce((sum, m) => sum + Number(m[1]), 0);
+    expect(acceptedOverHttp).toBe(300);
     expect(metrics).toMatch(/^canopy_hot_store_rows 300$/m);
     expect((await app.api.inject({ method: 'GET', url: '/healthz' })).json()).toEqual({
       status: 'ok',

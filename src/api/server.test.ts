@@ -1,11 +1,12 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CanopyError } from '../core/errors.js';
 import type { IngestSink } from '../core/ingest.js';
-import { silentLogger } from '../observability/logger.js';
+import { createLogger, silentLogger } from '../observability/logger.js';
 import { Metrics } from '../observability/metrics.js';
 import { DuckDbHotStore } from '../storage/index.js';
 import { buildApi } from './server.js';
 import { newReading } from '../../test/helpers/readings.js';
+import { captureLines } from '../../test/helpers/logs.js';
 
 const store = new DuckDbHotStore({ path: ':memory:' });
 let failWith: CanopyError | undefined;
@@ -16,7 +17,7 @@ const sink: IngestSink = {
       : Promise.resolve({ batchId: 'b', accepted: 1, rejected: [] }),
   submitDeadLetter: () => Promise.resolve(),
 };
-const app = buildApi({
+const deps = {
   sink,
   store,
   queries: {
@@ -33,7 +34,8 @@ const app = buildApi({
   logger: silentLogger(),
   maxPayloadBytes: 1024,
   retryAfterSeconds: 2,
-});
+};
+const app = buildApi(deps);
 
 beforeAll(() => store.open());
 afterAll(async () => {
@@ -132,5 +134,88 @@ describe('API errors', () => {
     ).toEqual(expected);
     expect(await values(`from=${from / 1000}&to=${to / 1000}`)).toEqual(expected);
     expect(await values(`from=${from}&to=${to}`)).toEqual(expected);
+  });
+});
+
+describe('health, readiness and request ids', () => {
+  it('GET /readyz answers 200 when every check passes, 503 with the failing reasons otherwise', async () => {
+    let lakeDown = false;
+    const api = buildApi({
+      ...deps,
+      readiness: [
+        { name: 'hot-store', probe: () => store.countReadings().then(() => undefined) },
+        {
+          name: 'lake',
+          probe: () =>
+            lakeDown ? Promise.reject(new Error('connect ECONNREFUSED')) : Promise.resolve(),
+        },
+      ],
+    });
+    try {
+      const ready = await api.inject({ method: 'GET', url: '/readyz' });
+      expect(ready.statusCode).toBe(200);
+      expect(ready.json()).toEqual({
+        status: 'ready',
+        checks: [
+          { name: 'hot-store', ok: true },
+          { name: 'lake', ok: true },
+        ],
+      });
+      lakeDown = true;
+      const notReady = await api.inject({ method: 'GET', url: '/readyz' });
+      expect(notReady.statusCode).toBe(503);
+      expect(notReady.json()).toEqual({
+        status: 'not_ready',
+        checks: [
+          { name: 'hot-store', ok: true },
+          { name: 'lake', ok: false, reason: 'connect ECONNREFUSED' },
+        ],
+      });
+      // Liveness does not depend on the lake.
+      expect((await api.inject({ method: 'GET', url: '/healthz' })).statusCode).toBe(200);
+    } finally {
+      await api.close();
+    }
+  });
+
+  it('echoes a sane X-Request-Id, replaces an unsafe one, and logs the request with it', async () => {
+    const { stream, lines } = captureLines();
+    const api = buildApi({ ...deps, logger: createLogger('info', false, { destination: stream }) });
+    try {
+      const given = await api.inject({
+        method: 'GET',
+        url: '/healthz',
+        headers: { 'x-request-id': 'trace-42.a:b' },
+      });
+      expect(given.headers['x-request-id']).toBe('trace-42.a:b');
+      for (const unsafe of ['has space', 'x'.repeat(129), 'semi;colon', '<script>', '']) {
+        const res = await api.inject({
+          method: 'GET',
+          url: '/healthz',
+          headers: { 'x-request-id': unsafe },
+        });
+        expect(res.headers['x-request-id']).toMatch(/^[0-9a-f-]{36}$/);
+      }
+      const first = await api.inject({ method: 'GET', url: '/healthz' });
+      const second = await api.inject({ method: 'GET', url: '/healthz' });
+      expect(first.headers['x-request-id']).not.toBe(second.headers['x-request-id']);
+
+      // An internal error is logged by the request's logger: the line carries its id.
+      failWith = new Error('boom') as CanopyError;
+      const failed = await api.inject({
+        method: 'POST',
+        url: '/api/data',
+        payload: '{}',
+        headers: { 'content-type': 'application/json', 'x-request-id': 'req-7' },
+      });
+      failWith = undefined;
+      expect(failed.statusCode).toBe(500);
+      expect(failed.headers['x-request-id']).toBe('req-7');
+      const logged = lines.filter((l) => l.msg === 'unhandled API error');
+      expect(logged).toHaveLength(1);
+      expect(logged[0]).toMatchObject({ component: 'api', requestId: 'req-7', level: 50 });
+    } finally {
+      await api.close();
+    }
   });
 });

@@ -4,7 +4,13 @@
  *
  * Errors reach clients as `{ "error": { "code", "message", "details"? } }`
  * with the status of the code (docs/errors.md).
+ *
+ * Every request has an id: the client's `X-Request-Id` when it is a sane
+ * token, else a fresh UUID. It is echoed in the `X-Request-Id` response
+ * header and carried as `requestId` by every log line of the request.
  */
+import { randomUUID } from 'node:crypto';
+import type { IncomingMessage } from 'node:http';
 import Fastify, {
   LogController,
   type FastifyBaseLogger,
@@ -18,6 +24,8 @@ import { toWire } from '../core/reading.js';
 import type { HotStore } from '../core/store.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
+import { LakeGauges } from '../observability/lake-gauges.js';
+import { checkReadiness, type ReadinessCheck } from '../observability/readiness.js';
 import type { LakeQueries } from '../query/index.js';
 import type { CatalogTable, QualityHistory } from '../lake/index.js';
 import { parseLimit, parseTimeParam, optionalString } from './params.js';
@@ -36,6 +44,8 @@ export interface ApiDeps {
   quality: Pick<QualityHistory, 'list' | 'get' | 'latestBySuite'>;
   /** Seconds clients are told to wait when ingest is overloaded. */
   retryAfterSeconds?: number;
+  /** What `GET /readyz` probes (hot store, lake, MQTT); none means always ready. */
+  readiness?: readonly ReadinessCheck[];
 }
 
 const FORMAT_BY_MEDIA_TYPE: Record<string, PayloadFormat> = {
@@ -78,13 +88,25 @@ function parseIdempotencyKey(header: string | string[] | undefined): string | un
   return header;
 }
 
+/** An incoming request id is kept when it is 1–128 of these characters (UUIDs, trace ids, ULIDs). */
+const SANE_REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+
+function requestId(req: IncomingMessage): string {
+  const header = req.headers['x-request-id'];
+  return typeof header === 'string' && SANE_REQUEST_ID.test(header) ? header : randomUUID();
+}
+
 export function buildApi(deps: ApiDeps): FastifyInstance {
   // Typed as Fastify's logger so the instance has the default FastifyInstance type.
   const apiLogger: FastifyBaseLogger = deps.logger.child({ component: 'api' });
   const app = Fastify({
     loggerInstance: apiLogger,
     // Requests are counted and timed in metrics; logging each would flood the log.
-    logController: new LogController({ disableRequestLogging: true }),
+    logController: new LogController({
+      disableRequestLogging: true,
+      requestIdLogLabel: 'requestId',
+    }),
+    genReqId: requestId,
     bodyLimit: deps.maxPayloadBytes,
   });
   const retryAfter = deps.retryAfterSeconds ?? 1;
@@ -96,6 +118,11 @@ export function buildApi(deps: ApiDeps): FastifyInstance {
     { parseAs: 'buffer' },
     (_req, body, done) => done(null, body),
   );
+
+  app.addHook('onRequest', (request, reply, done) => {
+    reply.header('x-request-id', request.id);
+    done();
+  });
 
   app.addHook('onResponse', (request, reply, done) => {
     deps.metrics.httpDuration.observe(
@@ -146,7 +173,20 @@ export function buildApi(deps: ApiDeps): FastifyInstance {
     ),
   );
 
+  /** Liveness: the process answers. Restarting it would not fix what /readyz reports. */
   app.get('/healthz', () => ({ status: 'ok' }));
+
+  /** Readiness: 200 when every dependency answers, else 503 with each failing check's reason. */
+  app.get('/readyz', async (_request, reply) => {
+    const { ready, checks } = await checkReadiness(deps.readiness ?? []);
+    return reply.status(ready ? 200 : 503).send({ status: ready ? 'ready' : 'not_ready', checks });
+  });
+
+  const lakeGauges = new LakeGauges({
+    catalog: deps.catalog,
+    metrics: deps.metrics,
+    logger: deps.logger.child({ component: 'api' }),
+  });
 
   /** The quality gauges follow the lake's history, which other processes also write. */
   const sampleQuality = async (): Promise<void> => {
@@ -166,6 +206,7 @@ export function buildApi(deps: ApiDeps): FastifyInstance {
   app.get('/metrics', async (_request, reply) => {
     deps.metrics.hotStoreRows.set(await deps.store.countReadings());
     await sampleQuality();
+    await lakeGauges.sample();
     return reply
       .type(deps.metrics.registry.contentType)
       .send(await deps.metrics.registry.metrics());

@@ -9,6 +9,7 @@ import { CanopyError, isCanopyError } from '../core/errors.js';
 import { loadConfig, redactConfig, renderConfigDocs, type CanopyConfig } from '../config/index.js';
 import { renderErrorDocs } from '../core/error-docs.js';
 import { createLogger } from '../observability/logger.js';
+import { renderMetricsDocs } from '../observability/metrics-docs.js';
 import { startCanopy } from '../runtime/app.js';
 import { ingestFile } from './ingest-file.js';
 import { JOBS, lakeCatalog, queryLake, runJob, type JobName } from './jobs.js';
@@ -54,7 +55,7 @@ program
         sim.enabled = true;
       }
     });
-    const logger = createLogger(config.log.level);
+    const logger = createLogger(config.log.level, false, { levels: config.log.levels });
     try {
       const app = await startCanopy(config, { logger });
       const host = config.http.host === '0.0.0.0' ? 'localhost' : config.http.host;
@@ -211,11 +212,12 @@ configCommand
 
 program
   .command('docs')
-  .description('regenerate docs/config.md and docs/errors.md from the code')
+  .description('regenerate docs/config.md, docs/errors.md and docs/metrics.md from the code')
   .action(() => {
     writeFileSync('docs/config.md', renderConfigDocs());
     writeFileSync('docs/errors.md', renderErrorDocs());
-    console.log('wrote docs/config.md and docs/errors.md');
+    writeFileSync('docs/metrics.md', renderMetricsDocs());
+    console.log('wrote docs/config.md, docs/errors.md and docs/metrics.md');
   });
 
 program.parseAsync(process.argv).catch(fail);

@@ -95,6 +95,12 @@ export const configSchema = z.strictObject({
   log: z
     .strictObject({
       level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+      levels: z
+        .record(z.string(), z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']))
+        .default({})
+        .describe(
+          'Level by component, overriding `log.level` for it (more or less verbose), e.g. `{"mqtt-broker": "debug", "api": "warn"}`. Components: api, pipeline, store, query, query-sandbox, housekeeping, mqtt-broker, mqtt-client, poll, landing, simulator.',
+        ),
     })
     .prefault({}),
   http: z

@@ -2,17 +2,69 @@
  * The metrics registry: one prom-client Registry per Canopy instance (not the
  * global default), so tests and several instances in one process never share
  * counters. Names follow Prometheus conventions: `canopy_` prefix, units in
- * names, `_total` for counters. Label sets stay bounded: no per-sensor labels.
+ * names, `_total` for counters. Label sets stay bounded: no per-sensor labels;
+ * `sensor_type` is bounded by the known types (others count as `other`).
+ * docs/metrics.md is generated from this registry (`npm run docs`), and a test
+ * fails when the two differ or a name breaks the conventions.
+ *
+ * `recording: false` builds the same registry with every recording call a
+ * no-op: what the bench compares against to measure what metrics cost on the
+ * ingest path (bench/scenarios/metrics-cost.ts).
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { BUILT_IN_SENSOR_TYPES } from '../core/sensor-types.js';
+
+export interface MetricsOptions {
+  /** prom-client's process and Node.js metrics (CPU, memory, event-loop lag, GC), prefixed `canopy_`. */
+  defaultMetrics?: boolean;
+  /**
+   * false: every recording call of Canopy's own metrics does nothing (for
+   * measuring what they cost); pair it with `defaultMetrics: false`.
+   */
+  recording?: boolean;
+}
+
+/** What the accepted-readings count needs of a committed row. */
+export interface CountedReading {
+  source: string;
+  sensorType: string | null;
+}
+
+/**
+ * The `sensor_type` label: a known type as itself, a reading without a type as
+ * `none`, and any other type as `other`, so a device sending made-up types
+ * cannot grow the label set.
+ */
+export class SensorTypeLabels {
+  private readonly known: ReadonlySet<string>;
+
+  /** `knownTypes`: the types in config; the built-in types are always known. */
+  constructor(knownTypes: Iterable<string> = []) {
+    this.known = new Set([...Object.keys(BUILT_IN_SENSOR_TYPES), ...knownTypes]);
+  }
+
+  label(sensorType: string | null): string {
+    if (sensorType === null) return 'none';
+    return this.known.has(sensorType) ? sensorType : 'other';
+  }
+}
+
+const MUTED_METHODS = {
+  inc() {},
+  dec() {},
+  set() {},
+  observe() {},
+  startTimer: () => () => 0,
+};
 
 export class Metrics {
   readonly registry = new Registry();
+  readonly recording: boolean;
 
   readonly readingsAccepted = new Counter({
     name: 'canopy_readings_accepted_total',
-    help: 'Readings validated and durably committed to the hot store, by source.',
-    labelNames: ['source'] as const,
+    help: 'Readings validated and durably committed to the hot store, by source and sensor type (types not configured or built in count as `other`, readings without a type as `none`).',
+    labelNames: ['source', 'sensor_type'] as const,
     registers: [this.registry],
   });
 
@@ -138,8 +190,66 @@ export class Metrics {
     registers: [this.registry],
   });
 
-  constructor(options: { defaultMetrics?: boolean } = {}) {
+  readonly lakeFiles = new Gauge({
+    name: 'canopy_lake_files',
+    help: 'Data files (Parquet, JSON lines) in the lake, by layer (bronze, silver, gold, anomalies, deadletter; any other top-level folder as `other`), from the lake catalogue; refreshed at most once a minute at scrape time.',
+    labelNames: ['layer'] as const,
+    registers: [this.registry],
+  });
+
+  readonly lakeBytes = new Gauge({
+    name: 'canopy_lake_bytes',
+    help: 'Bytes of the files in the lake, by layer, from the lake catalogue.',
+    labelNames: ['layer'] as const,
+    registers: [this.registry],
+  });
+
+  readonly lakeRows = new Gauge({
+    name: 'canopy_lake_rows',
+    help: 'Rows in the Parquet files of the lake (from their footers), by layer, from the lake catalogue.',
+    labelNames: ['layer'] as const,
+    registers: [this.registry],
+  });
+
+  readonly lakeCatalogLastSuccess = new Gauge({
+    name: 'canopy_lake_catalog_last_success_timestamp_seconds',
+    help: 'When the lake catalogue behind the canopy_lake_* gauges was last read successfully, Unix time.',
+    registers: [this.registry],
+  });
+
+  constructor(options: MetricsOptions = {}) {
+    this.recording = options.recording ?? true;
+    if (!this.recording) {
+      // Instance methods shadow the prototype's: the metrics stay registered
+      // (same names, same exposition) but recording costs a call to an empty function.
+      for (const metric of this.registry.getMetricsAsArray()) Object.assign(metric, MUTED_METHODS);
+    }
     if (options.defaultMetrics ?? true)
       collectDefaultMetrics({ register: this.registry, prefix: 'canopy_' });
+  }
+
+  /**
+   * Counts committed readings by source and sensor type: called once per
+   * group commit, it tallies the group in plain maps and increments the
+   * counter once per (source, type) pair, so the per-reading cost is two map
+   * look-ups and no allocation.
+   */
+  countAccepted(readings: readonly CountedReading[], labels: SensorTypeLabels): void {
+    if (!this.recording || readings.length === 0) return;
+    const bySource = new Map<string, Map<string | null, number>>();
+    let source: string | undefined;
+    let byType: Map<string | null, number> | undefined;
+    for (const reading of readings) {
+      if (reading.source !== source || byType === undefined) {
+        source = reading.source;
+        byType = bySource.get(source);
+        if (byType === undefined) bySource.set(source, (byType = new Map<string | null, number>()));
+      }
+      byType.set(reading.sensorType, (byType.get(reading.sensorType) ?? 0) + 1);
+    }
+    for (const [src, types] of bySource) {
+      for (const [type, count] of types)
+        this.readingsAccepted.inc({ source: src, sensor_type: labels.label(type) }, count);
+    }
   }
 }

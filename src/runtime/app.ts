@@ -22,6 +22,7 @@ import { openLakeQueries } from '../query/index.js';
 import { buildCatalog, lakeCacheDir, QualityHistory } from '../lake/index.js';
 import type { Logger } from '../observability/logger.js';
 import { Metrics } from '../observability/metrics.js';
+import type { ReadinessCheck } from '../observability/readiness.js';
 import { EmbeddedMqttBroker } from '../sources/mqtt-broker.js';
 import { MqttClientSource } from '../sources/mqtt-client.js';
 import { HttpPollSource } from '../sources/http-poll.js';
@@ -49,7 +50,12 @@ export interface CanopyApp {
 export interface StartOptions {
   logger: Logger;
   clock?: Clock;
+  /** Default: a fresh registry with the default process metrics (the bench passes a muted one). */
+  metrics?: Metrics;
 }
+
+/** A key no one writes: its HEAD answers "absent" from a reachable lake and throws otherwise. */
+const LAKE_READINESS_KEY = '_canopy/readyz';
 
 /** Opens the configured hot store (creating the data folder). */
 export async function openStore(config: CanopyConfig, logger: Logger): Promise<HotStore> {
@@ -84,7 +90,9 @@ export function landingArea(
 export async function startCanopy(config: CanopyConfig, options: StartOptions): Promise<CanopyApp> {
   const { logger } = options;
   const clock = options.clock ?? systemClock;
-  const metrics = new Metrics();
+  const metrics = options.metrics ?? new Metrics();
+  // Filled as the parts start; `/readyz` reads the list on each request.
+  const readiness: ReadinessCheck[] = [];
   const stops: (() => Promise<void>)[] = [];
   const stopAll = async (): Promise<void> => {
     for (const stop of stops.splice(0).reverse()) {
@@ -99,12 +107,17 @@ export async function startCanopy(config: CanopyConfig, options: StartOptions): 
   try {
     const store = await openStore(config, logger);
     stops.push(() => store.close());
+    readiness.push({ name: 'hot-store', probe: () => store.countReadings().then(() => undefined) });
 
     const pipeline = await createPipeline(config, store, { clock, metrics, logger });
     stops.push(() => pipeline.drain());
 
     const lake = createObjectStore(config.lake, config.dataDir);
     stops.push(() => Promise.resolve(lake.close()));
+    readiness.push({
+      name: 'lake',
+      probe: () => lake.head(LAKE_READINESS_KEY).then(() => undefined),
+    });
     const housekeeping = startHousekeeping({ config, store, lake, clock, metrics, logger });
     stops.push(() => housekeeping.stop());
 
@@ -123,6 +136,7 @@ export async function startCanopy(config: CanopyConfig, options: StartOptions): 
       metrics,
       logger,
       maxPayloadBytes: config.ingest.maxPayloadBytes,
+      readiness,
     });
     let httpPort: number | null = null;
     if (config.http.enabled) {
@@ -141,6 +155,13 @@ export async function startCanopy(config: CanopyConfig, options: StartOptions): 
       });
       stops.push(() => broker.stop());
       mqttPort = await broker.start();
+      readiness.push({
+        name: 'mqtt-broker',
+        probe: () =>
+          broker.listening
+            ? Promise.resolve()
+            : Promise.reject(new Error('the embedded MQTT broker is not listening')),
+      });
     }
     if (config.mqtt.client.enabled) {
       const client = new MqttClientSource({
@@ -150,6 +171,13 @@ export async function startCanopy(config: CanopyConfig, options: StartOptions): 
       });
       stops.push(() => client.stop());
       await client.start();
+      readiness.push({
+        name: 'mqtt-client',
+        probe: () =>
+          client.connected
+            ? Promise.resolve()
+            : Promise.reject(new Error('not connected to the MQTT broker; reconnecting')),
+      });
     }
     const startPoll = (poll: CanopyConfig['poll'][number]): void => {
       const source = new HttpPollSource({

@@ -34,7 +34,7 @@ import {
   type WideCsvMapping,
 } from '../ingest/index.js';
 import type { Logger } from '../observability/logger.js';
-import type { Metrics } from '../observability/metrics.js';
+import { SensorTypeLabels, type Metrics } from '../observability/metrics.js';
 import type { CanopyConfig } from '../config/schema.js';
 import { StreamChecker } from '../stream/index.js';
 import { SensorRegistry } from './registry.js';
@@ -51,6 +51,8 @@ export interface PipelineOptions {
   maxBatchReadings: number;
   /** Wide-CSV mappings a message may name in `wideCsvMapping`. */
   wideCsvMappings?: Readonly<Record<string, WideCsvMapping>>;
+  /** Bounds the `sensor_type` label of the accepted-readings counter (default: built-in types). */
+  sensorTypeLabels?: SensorTypeLabels;
 }
 
 interface PendingWrite {
@@ -71,7 +73,11 @@ export class IngestPipeline implements IngestSink {
   /** Keyed submits not yet settled, by idempotency key. */
   private readonly inFlight = new Map<string, Promise<IngestResult>>();
 
-  constructor(private readonly o: PipelineOptions) {}
+  private readonly sensorTypeLabels: SensorTypeLabels;
+
+  constructor(private readonly o: PipelineOptions) {
+    this.sensorTypeLabels = o.sensorTypeLabels ?? new SensorTypeLabels();
+  }
 
   async submit(message: IngestMessage): Promise<IngestResult> {
     const key = message.idempotencyKey;
@@ -187,8 +193,6 @@ export class IngestPipeline implements IngestSink {
           };
     if (rows.length > 0 || deadLetters.length > 0 || receipt)
       await this.enqueue(rows, deadLetters, sensors, receipt);
-    if (rows.length > 0)
-      this.o.metrics.readingsAccepted.inc({ source: message.source }, rows.length);
     for (const r of rejections)
       this.o.metrics.deadLetters.inc({ source: message.source, reason: r.reason });
     return { batchId, accepted: rows.length, rejected: rejections };
@@ -275,6 +279,9 @@ export class IngestPipeline implements IngestSink {
       await this.o.store.append(readings, deadLetters, receipts);
       stopTimer();
       this.o.metrics.commitBatchSize.observe(readings.length);
+      // Counted per commit, before any acknowledgement: a client that got its
+      // answer finds its readings in the counter.
+      this.o.metrics.countAccepted(readings, this.sensorTypeLabels);
       for (const w of group) w.resolve();
     } catch (err) {
       this.o.metrics.commitFailures.inc();
@@ -324,5 +331,9 @@ export async function createPipeline(
     maxPendingReadings: config.ingest.maxPendingReadings,
     maxBatchReadings: config.ingest.maxBatchReadings,
     wideCsvMappings: { ...BUILT_IN_WIDE_CSV_MAPPINGS, ...config.ingest.wideCsv },
+    sensorTypeLabels: new SensorTypeLabels([
+      ...Object.keys(config.sensorTypes),
+      ...config.sensors.flatMap((s) => (s.type === undefined ? [] : [s.type])),
+    ]),
   });
 }

@@ -103,11 +103,21 @@ export class EmbeddedMqttBroker {
     return port;
   }
 
+  /** Whether the broker is accepting connections (for `/readyz`). */
+  get listening(): boolean {
+    return !this.closed && this.server?.listening === true;
+  }
+
   async stop(): Promise<void> {
     this.closed = true;
     const server = this.server;
     const broker = this.broker;
-    if (server) await new Promise<void>((resolve) => server.close(() => resolve()));
+    // The server stops accepting at once, but its close completes only when every
+    // connection has ended, and connected devices stay until the broker closes them.
+    const serverClosed = server
+      ? new Promise<void>((resolve) => server.close(() => resolve()))
+      : Promise.resolve();
     if (broker) await new Promise<void>((resolve) => broker.close(() => resolve()));
+    await serverClosed;
   }
 }

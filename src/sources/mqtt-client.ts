@@ -113,6 +113,11 @@ export class MqttClientSource {
     );
   }
 
+  /** Whether the connection to the broker is up now (for `/readyz`); mqtt.js reconnects when not. */
+  get connected(): boolean {
+    return this.client?.connected === true;
+  }
+
   async stop(): Promise<void> {
     this.closed = true;
     await this.client?.endAsync();
