@@ -10,6 +10,7 @@ import { Aedes } from 'aedes';
 import Fastify from 'fastify';
 import { loadConfig } from '../../src/config/load.js';
 import { silentLogger } from '../../src/observability/logger.js';
+import type { Metrics } from '../../src/observability/metrics.js';
 import { startCanopy, type CanopyApp } from '../../src/runtime/app.js';
 
 export interface BenchCanopy {
@@ -25,8 +26,10 @@ export interface BenchCanopy {
  * A full Canopy (pipeline, stream checks, DuckDB file store, embedded broker,
  * API) on a fresh temp data dir, silent logs, simulator off, ports 0.
  * `BENCH_TMPDIR` chooses where the data dir goes (default: the OS temp dir).
+ * `metrics` replaces the instance's own registry (the metrics-cost scenario
+ * passes one with recording off).
  */
-export async function startBenchCanopy(): Promise<BenchCanopy> {
+export async function startBenchCanopy(metrics?: Metrics): Promise<BenchCanopy> {
   const dataDir = mkdtempSync(path.join(process.env.BENCH_TMPDIR ?? tmpdir(), 'canopy-bench-'));
   try {
     const { config } = loadConfig({
@@ -41,7 +44,10 @@ export async function startBenchCanopy(): Promise<BenchCanopy> {
         });
       },
     });
-    const app = await startCanopy(config, { logger: silentLogger() });
+    const app = await startCanopy(config, {
+      logger: silentLogger(),
+      ...(metrics === undefined ? {} : { metrics }),
+    });
     if (app.httpPort === null || app.mqttPort === null)
       throw new Error('Canopy started without its HTTP API or MQTT broker');
     return {

@@ -12,16 +12,10 @@
  * Each side sees each reading once (its own payload set), and both stores are
  * verified against what they acknowledged. Target: metrics cost at most 5 %.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
-import { loadConfig } from '../../src/config/load.js';
-import { silentLogger } from '../../src/observability/logger.js';
 import { Metrics } from '../../src/observability/metrics.js';
-import { startCanopy } from '../../src/runtime/app.js';
 import { LoadProcess } from '../lib/load-process.js';
 import { logGenerated, logRun, SEED, SENSORS, verifyStore } from '../lib/flows.js';
-import type { BenchCanopy } from '../lib/systems.js';
+import { startBenchCanopy, type BenchCanopy } from '../lib/systems.js';
 import { figure, type RunRecord, type Scenario, type Verification } from '../lib/types.js';
 import type { LoadParams, RunSpec } from '../load/protocol.js';
 
@@ -35,44 +29,6 @@ const MEASURE_MS = 3_000;
 const ROUNDS = 2;
 const SIDES = ['with', 'without'] as const;
 type Side = (typeof SIDES)[number];
-
-/** Canopy as `startBenchCanopy` starts it (bench/lib/systems.ts), with the given metrics. */
-async function startCanopyWith(metrics: Metrics): Promise<BenchCanopy> {
-  const dataDir = mkdtempSync(path.join(process.env.BENCH_TMPDIR ?? tmpdir(), 'canopy-bench-'));
-  try {
-    const { config } = loadConfig({
-      env: {},
-      overrides: (raw) => {
-        Object.assign(raw, {
-          dataDir,
-          log: { level: 'silent' },
-          http: { host: '127.0.0.1', port: 0 },
-          mqtt: { embedded: { host: '127.0.0.1', port: 0 } },
-          simulator: { enabled: false },
-        });
-      },
-    });
-    const app = await startCanopy(config, { logger: silentLogger(), metrics });
-    if (app.httpPort === null || app.mqttPort === null)
-      throw new Error('Canopy started without its HTTP API or MQTT broker');
-    return {
-      app,
-      dataDir,
-      httpPort: app.httpPort,
-      mqttPort: app.mqttPort,
-      async dispose() {
-        try {
-          await app.stop();
-        } finally {
-          rmSync(dataDir, { recursive: true, force: true });
-        }
-      },
-    };
-  } catch (err) {
-    rmSync(dataDir, { recursive: true, force: true });
-    throw err;
-  }
-}
 
 /** CPU time of the system under test per acknowledged reading in the measured window, µs. */
 function cpuMicrosPerReading(run: RunRecord): number {
@@ -104,7 +60,7 @@ export const metricsCost: Scenario = {
     try {
       const started: BenchCanopy[] = [];
       const start = async (metrics: Metrics): Promise<BenchCanopy> => {
-        const canopy = await startCanopyWith(metrics);
+        const canopy = await startBenchCanopy(metrics);
         started.push(canopy);
         return canopy;
       };
