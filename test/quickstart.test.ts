@@ -30,10 +30,16 @@ describe('canopy up --simulate', () => {
         sources = new Set(page.data.map((r) => r.source));
       }
       expect([...sources].sort()).toEqual(['mqtt', 'poll:plants']);
-      const sensors = (await (await fetch(`${canopy.httpUrl}/api/sensors`)).json()) as {
-        data: { sensor_id: string }[];
-      };
-      expect(sensors.data.filter((s) => s.sensor_id.startsWith('sim-'))).toHaveLength(50);
+      // The fleet's sensors report at their own intervals: within the same deadline, all 50 appear.
+      let simulated: string[] = [];
+      while (simulated.length < 50 && Date.now() < deadline) {
+        const sensors = (await (await fetch(`${canopy.httpUrl}/api/sensors`)).json()) as {
+          data: { sensor_id: string }[];
+        };
+        simulated = sensors.data.map((s) => s.sensor_id).filter((id) => id.startsWith('sim-'));
+        if (simulated.length < 50) await new Promise((r) => setTimeout(r, 250));
+      }
+      expect(simulated).toHaveLength(50);
       const letters = (await (
         await fetch(`${canopy.httpUrl}/api/deadletters?source=poll:plants`)
       ).json()) as { data: unknown[] };
