@@ -24,6 +24,7 @@ import { toWire } from '../core/reading.js';
 import type { HotStore } from '../core/store.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
+import { DiskGauges, type DiskVolume } from '../observability/disk-gauges.js';
 import { LakeGauges } from '../observability/lake-gauges.js';
 import { checkReadiness, type ReadinessCheck } from '../observability/readiness.js';
 import type { LakeQueries } from '../query/index.js';
@@ -46,6 +47,8 @@ export interface ApiDeps {
   retryAfterSeconds?: number;
   /** What `GET /readyz` probes (hot store, lake, MQTT); none means always ready. */
   readiness?: readonly ReadinessCheck[];
+  /** Local folders whose free disk space `/metrics` reports (`canopy_disk_*`); none by default. */
+  diskVolumes?: readonly DiskVolume[];
 }
 
 const FORMAT_BY_MEDIA_TYPE: Record<string, PayloadFormat> = {
@@ -188,6 +191,12 @@ export function buildApi(deps: ApiDeps): FastifyInstance {
     logger: deps.logger.child({ component: 'api' }),
   });
 
+  const diskGauges = new DiskGauges({
+    volumes: deps.diskVolumes ?? [],
+    metrics: deps.metrics,
+    logger: deps.logger.child({ component: 'api' }),
+  });
+
   /** The quality gauges follow the lake's history, which other processes also write. */
   const sampleQuality = async (): Promise<void> => {
     try {
@@ -207,6 +216,7 @@ export function buildApi(deps: ApiDeps): FastifyInstance {
     deps.metrics.hotStoreRows.set(await deps.store.countReadings());
     await sampleQuality();
     await lakeGauges.sample();
+    await diskGauges.sample();
     return reply
       .type(deps.metrics.registry.contentType)
       .send(await deps.metrics.registry.metrics());

@@ -89,6 +89,13 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly ingestLatency = new Histogram({
+    name: 'canopy_ingest_latency_seconds',
+    help: "Time from a message's receipt (its source's receive time, else its submit) to the durable commit of its readings and dead letters, once per committed message (duplicates and failed commits not counted).",
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    registers: [this.registry],
+  });
+
   readonly commitBatchSize = new Histogram({
     name: 'canopy_commit_batch_readings',
     help: 'Readings written per group commit.',
@@ -214,6 +221,20 @@ export class Metrics {
   readonly lakeCatalogLastSuccess = new Gauge({
     name: 'canopy_lake_catalog_last_success_timestamp_seconds',
     help: 'When the lake catalogue behind the canopy_lake_* gauges was last read successfully, Unix time.',
+    registers: [this.registry],
+  });
+
+  readonly diskFreeBytes = new Gauge({
+    name: 'canopy_disk_free_bytes',
+    help: 'Bytes free for Canopy (available to unprivileged users) on the filesystem of a volume: `data` (the data folder, which also holds the cache of an S3 lake) and, for a local lake, `lake`; sampled at scrape time.',
+    labelNames: ['volume'] as const,
+    registers: [this.registry],
+  });
+
+  readonly diskSizeBytes = new Gauge({
+    name: 'canopy_disk_size_bytes',
+    help: 'Total size of the filesystem of a volume (`data`, `lake`), sampled at scrape time.',
+    labelNames: ['volume'] as const,
     registers: [this.registry],
   });
 

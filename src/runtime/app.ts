@@ -20,6 +20,7 @@ import type { CanopyConfig } from '../config/schema.js';
 import { buildApi } from '../api/server.js';
 import { openLakeQueries } from '../query/index.js';
 import { buildCatalog, lakeCacheDir, QualityHistory } from '../lake/index.js';
+import type { DiskVolume } from '../observability/disk-gauges.js';
 import type { Logger } from '../observability/logger.js';
 import { Metrics } from '../observability/metrics.js';
 import type { ReadinessCheck } from '../observability/readiness.js';
@@ -52,6 +53,21 @@ export interface StartOptions {
   clock?: Clock;
   /** Default: a fresh registry with the default process metrics (the bench passes a muted one). */
   metrics?: Metrics;
+}
+
+/**
+ * The local folders whose disks `/metrics` watches: the data folder (hot store,
+ * landing, the S3 lake's cache) and a local lake's folder. An S3 lake has no
+ * local disk of its own.
+ */
+function diskVolumes(config: CanopyConfig): DiskVolume[] {
+  const volumes: DiskVolume[] = [{ volume: 'data', path: path.resolve(config.dataDir) }];
+  if (config.lake.kind === 'local')
+    volumes.push({
+      volume: 'lake',
+      path: path.resolve(config.lake.path ?? path.join(config.dataDir, 'lake')),
+    });
+  return volumes;
 }
 
 /** A key no one writes: its HEAD answers "absent" from a reachable lake and throws otherwise. */
@@ -137,6 +153,7 @@ export async function startCanopy(config: CanopyConfig, options: StartOptions): 
       logger,
       maxPayloadBytes: config.ingest.maxPayloadBytes,
       readiness,
+      diskVolumes: diskVolumes(config),
     });
     let httpPort: number | null = null;
     if (config.http.enabled) {

@@ -17,6 +17,8 @@ class ObservedStore extends DuckDbHotStore {
   appends: { readings: number; deadLetters: number; receipts?: number }[] = [];
   hold: Promise<void> | undefined;
   failNext = 0;
+  /** Runs as each append starts: where a test moves its clock to make the commit take time. */
+  onAppend: (() => void) | undefined;
 
   override async append(
     readings: readonly NewReading[],
@@ -24,6 +26,7 @@ class ObservedStore extends DuckDbHotStore {
     receipts: readonly IngestReceipt[] = [],
   ): Promise<AppendResult> {
     await this.hold;
+    this.onAppend?.();
     if (this.failNext > 0) {
       this.failNext--;
       throw new Error('disk on fire');
@@ -39,11 +42,12 @@ class ObservedStore extends DuckDbHotStore {
 
 let store: ObservedStore;
 let metrics: Metrics;
+let clock: ManualClock;
 
 async function pipelineFor(overrides: CanopyConfigInput = {}): Promise<IngestPipeline> {
   const config = loadConfig({ env: {}, overrides: (raw) => Object.assign(raw, overrides) }).config;
   return createPipeline(config, store, {
-    clock: new ManualClock(NOW),
+    clock,
     metrics,
     logger: silentLogger(),
   });
@@ -68,6 +72,7 @@ beforeEach(async () => {
   store = new ObservedStore({ path: ':memory:' });
   await store.open();
   metrics = new Metrics({ defaultMetrics: false });
+  clock = new ManualClock(NOW);
 });
 afterEach(async () => {
   await store.close();
@@ -121,6 +126,51 @@ describe('IngestPipeline', () => {
     // The retry stores the reading and registers the sensor whose first upsert went with the failed commit.
     expect((await pipeline.submit(json([reading('new-sensor', 0)]))).accepted).toBe(1);
     expect((await store.listSensors()).map((s) => s.sensorId)).toEqual(['new-sensor']);
+  });
+
+  it('observes each committed message once, from its receipt to the end of its commit', async () => {
+    const pipeline = await pipelineFor();
+    const latency = async () => {
+      const { values } = await metrics.ingestLatency.get();
+      const value = (name: string, le?: number) =>
+        values.find((v) => v.metricName === name && (le === undefined || v.labels.le === le))
+          ?.value;
+      return {
+        count: value('canopy_ingest_latency_seconds_count'),
+        sum: value('canopy_ingest_latency_seconds_sum'),
+        upTo250ms: value('canopy_ingest_latency_seconds_bucket', 0.25),
+      };
+    };
+    // Each commit takes 250 ms of clock time.
+    store.onAppend = () => clock.advance(250);
+
+    // One group of three messages (submitted in the same turn): one a source
+    // received 2 s before submitting, one received at submit, one whose only
+    // record is dead-lettered; a lone dead letter is not a message and not observed.
+    await Promise.all([
+      pipeline.submit({ ...json([reading('s1', 0), reading('s1', 1)]), receivedAt: NOW - 2000 }),
+      pipeline.submit(json(reading('s2', 0))),
+      pipeline.submit(json(reading('s3', 0, 'bad' as never))),
+      pipeline.submitDeadLetter({
+        source: 'test',
+        origin: null,
+        reason: 'INVALID_JSON',
+        message: 'not JSON',
+        raw: '{',
+      }),
+    ]);
+    expect(store.appends).toHaveLength(1);
+    expect(await latency()).toEqual({ count: 3, sum: 2.25 + 0.25 + 0.25, upTo250ms: 2 });
+
+    // A failed commit stored nothing, so it has no latency; a duplicate is not committed again.
+    store.failNext = 1;
+    await expect(pipeline.submit(json(reading('s4', 0)))).rejects.toSatisfy((err) =>
+      isCanopyError(err, 'CANOPY_STORE_COMMIT_FAILED'),
+    );
+    const keyed = { ...json(reading('s5', 0)), idempotencyKey: 'latency:1' };
+    await pipeline.submit(keyed);
+    expect((await pipeline.submit(keyed)).duplicate).toBe(true);
+    expect(await latency()).toEqual({ count: 4, sum: 2.75 + 0.25, upTo250ms: 3 });
   });
 
   it('fills type, unit and location from configured sensors and types, and applies their ranges', async () => {
