@@ -1,4 +1,4 @@
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { ManualClock } from '../core/clock.js';
 import { isCanopyError } from '../core/errors.js';
 import type { DeadLetter } from '../core/ingest.js';
@@ -299,12 +299,22 @@ describe('IngestPipeline idempotency keys', () => {
 
   it('keeps receipts of keyed messages committed in one group apart', async () => {
     const pipeline = await pipelineFor();
-    await Promise.all(
+    // Hold the commits until all 20 messages are queued, so that they share commits.
+    let release!: () => void;
+    store.hold = new Promise((resolve) => (release = resolve));
+    const submitted = Promise.all(
       Array.from({ length: 20 }, (_, i) => pipeline.submit(keyed([reading('g', i)], `test:g${i}`))),
     );
+    await vi.waitFor(async () =>
+      expect((await metrics.pendingReadings.get()).values[0]?.value).toBe(20),
+    );
+    release();
+    await submitted;
     const keys = Array.from({ length: 20 }, (_, i) => `test:g${i}`);
     expect((await store.findReceipts(keys)).size).toBe(20);
-    expect(store.appends.length).toBeLessThan(20); // they did share commits
+    // The first commit took what was queued when it started; every other message waited for it.
+    expect(store.appends).toHaveLength(2);
+    expect(store.appends.reduce((n, a) => n + (a.receipts ?? 0), 0)).toBe(20);
     const repeats = await Promise.all(
       keys.map((k, i) => pipeline.submit(keyed([reading('g', i)], k))),
     );
