@@ -3,6 +3,7 @@
  * sensor types over HTTP, then the metrics, the lake gauges and the readiness
  * probe as an operator's scraper sees them.
  */
+import { statfs } from 'node:fs/promises';
 import { afterEach, describe, expect, it } from 'vitest';
 import { startTestApp, type TestApp } from './helpers/app.js';
 import { S3RVER_CREDENTIALS, startS3rver } from './helpers/s3rver.js';
@@ -73,6 +74,13 @@ describe('metrics, lake gauges and readiness of a running Canopy', () => {
       /^canopy_http_request_duration_seconds_count\{method="POST",route="\/api\/data",status_code="200"\} 1$/m,
     );
     expect(text).toMatch(/^canopy_process_cpu_seconds_total /m);
+    // One message, one latency observation; the disk gauges agree with statfs of the data folder.
+    expect(series(text, 'canopy_ingest_latency_seconds_count')).toBe(1);
+    const disk = await statfs(app.dataDir);
+    expect(series(text, 'canopy_disk_size_bytes{volume="data"}')).toBe(disk.blocks * disk.bsize);
+    const free = series(text, 'canopy_disk_free_bytes{volume="data"}')!;
+    expect(Math.abs(free - disk.bavail * disk.bsize)).toBeLessThan(0.01 * disk.blocks * disk.bsize);
+    expect(series(text, 'canopy_disk_size_bytes{volume="lake"}')).toBe(disk.blocks * disk.bsize);
   });
 
   it('GET /readyz checks the hot store, the lake and the embedded broker', async () => {
