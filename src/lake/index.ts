@@ -29,6 +29,11 @@ export {
   type GoldJobReport,
   type GoldDateReport,
 } from './gold-job.js';
+export {
+  runBronzeCompaction,
+  type BronzeCompactionOptions,
+  type BronzeCompactionReport,
+} from './bronze-compaction.js';
 export { runRetention, type RetentionDays, type RetentionReport } from './retention.js';
 export { buildCatalog, type CatalogTable, type CatalogPartition } from './catalog.js';
 export {

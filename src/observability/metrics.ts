@@ -161,9 +161,15 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly bronzeCompactedFiles = new Counter({
+    name: 'canopy_bronze_compacted_files_total',
+    help: 'Small bronze files merged into one file per closed hour partition (and deleted).',
+    registers: [this.registry],
+  });
+
   readonly housekeepingFailures = new Counter({
     name: 'canopy_housekeeping_failures_total',
-    help: 'Failed runs of the export-and-purge housekeeping, by step (export, purge).',
+    help: 'Failed runs of the housekeeping pass, by step (export, compact, purge).',
     labelNames: ['step'] as const,
     registers: [this.registry],
   });

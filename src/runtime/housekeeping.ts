@@ -1,6 +1,6 @@
 /**
  * Housekeeping on an interval: export new hot-store rows to bronze and new
- * dead letters to `deadletter/`, then purge the hot window (readings and dead
+ * dead letters to `deadletter/`, compact closed bronze hours, then purge the hot window (readings and dead
  * letters) and idempotency receipts past their retention. The purge only ever
  * deletes readings and dead letters at or below their export watermarks, so a
  * failed export simply means nothing new is purged.
@@ -11,9 +11,16 @@ import type { Clock } from '../core/clock.js';
 import type { ObjectStore } from '../core/object-store.js';
 import type { HotStore } from '../core/store.js';
 import type { CanopyConfig } from '../config/schema.js';
-import { runBronzeExport, runDeadLetterExport } from '../lake/index.js';
+import { runBronzeCompaction, runBronzeExport, runDeadLetterExport } from '../lake/index.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
+
+/**
+ * A bronze hour is compacted once it ended this long ago: readings arrive up
+ * to a few minutes late in the normal case, and later ones are merged by a
+ * later pass anyway.
+ */
+const BRONZE_HOUR_CLOSED_AFTER_MS = 3_600_000;
 
 export interface Housekeeping {
   /** One export-and-purge pass; resolves when done (never rejects: failures are logged and counted). */
@@ -47,6 +54,19 @@ export function startHousekeeping(deps: {
     } catch (err) {
       metrics.housekeepingFailures.inc({ step: 'export' });
       logger.error({ err }, 'bronze export failed; nothing new will be purged until it succeeds');
+    }
+    try {
+      const compacted = await runBronzeCompaction({
+        lake,
+        workDir: path.join(config.dataDir, 'tmp'),
+        clock,
+        logger,
+        closedAfterMs: BRONZE_HOUR_CLOSED_AFTER_MS,
+      });
+      metrics.bronzeCompactedFiles.inc(compacted.filesMerged);
+    } catch (err) {
+      metrics.housekeepingFailures.inc({ step: 'compact' });
+      logger.error({ err }, 'bronze compaction failed; the small files stay until the next pass');
     }
     try {
       const now = clock.now();
