@@ -8,6 +8,7 @@
  */
 import path from 'node:path';
 import { DuckDBInstance, type DuckDBConnection } from '@duckdb/node-api';
+import { GOLD_COLUMNS } from '../../src/lake/index.js';
 
 export interface TableCheck {
   table: string;
@@ -31,6 +32,18 @@ interface TableSpec {
   exact: string[];
   /** Compared with a 1e-9 relative tolerance, and summed. */
   numeric: string[];
+}
+
+/** A gold table: every column of `GOLD_COLUMNS` that is neither a key nor exact is numeric. */
+function goldSpec(
+  table: keyof typeof GOLD_COLUMNS,
+  canopyGlob: string,
+  peerGlob: string,
+  keys: string[],
+  exact: string[],
+): TableSpec {
+  const numeric = GOLD_COLUMNS[table].filter((c) => !keys.includes(c) && !exact.includes(c));
+  return { table, canopyGlob, peerGlob, keys, exact, numeric };
 }
 
 const TABLES: TableSpec[] = [
@@ -61,59 +74,34 @@ const TABLES: TableSpec[] = [
     exact: ['anomaly_reasons'],
     numeric: ['value'],
   },
-  {
-    table: 'sensor_5min',
-    canopyGlob: 'gold/sensor_5min/*/*.parquet',
-    peerGlob: 'sensor_5min/*/*.parquet',
-    keys: ['sensor_id', 'window_start'],
-    exact: ['sensor_type', 'location'],
-    numeric: [
-      'reading_count',
-      'value_count',
-      'anomaly_count',
-      'avg',
-      'min',
-      'max',
-      'stddev',
-      'p50',
-      'p95',
-      'p99',
-      'expected_count',
-      'health_pct',
-    ],
-  },
-  {
-    table: 'location_hourly',
-    canopyGlob: 'gold/location_hourly/*/*.parquet',
-    peerGlob: 'location_hourly/*/*.parquet',
-    keys: ['location', 'hour_start', 'sensor_type'],
-    exact: [],
-    numeric: ['sensor_count', 'reading_count', 'value_count', 'anomaly_count', 'avg', 'min', 'max'],
-  },
-  {
-    table: 'daily_summary',
-    canopyGlob: 'gold/daily_summary/*/*.parquet',
-    peerGlob: 'daily_summary/*/*.parquet',
-    keys: ['sensor_id', 'date'],
-    exact: ['sensor_type', 'location'],
-    numeric: [
-      'reading_count',
-      'avg',
-      'min',
-      'max',
-      'anomaly_count',
-      'missing_count',
-      'imputed_count',
-    ],
-  },
-  {
-    table: 'device_summary',
-    canopyGlob: 'gold/device_summary/*.parquet',
-    peerGlob: 'device_summary.parquet',
-    keys: ['sensor_id'],
-    exact: ['sensor_type', 'location', 'first_event_time', 'last_event_time'],
-    numeric: ['total_readings', 'avg', 'min', 'max', 'anomaly_count', 'anomaly_pct'],
-  },
+  goldSpec(
+    'sensor_5min',
+    'gold/sensor_5min/*/*.parquet',
+    'sensor_5min/*/*.parquet',
+    ['sensor_id', 'window_start'],
+    ['sensor_type', 'location'],
+  ),
+  goldSpec(
+    'location_hourly',
+    'gold/location_hourly/*/*.parquet',
+    'location_hourly/*/*.parquet',
+    ['location', 'hour_start', 'sensor_type'],
+    [],
+  ),
+  goldSpec(
+    'daily_summary',
+    'gold/daily_summary/*/*.parquet',
+    'daily_summary/*/*.parquet',
+    ['sensor_id', 'date'],
+    ['sensor_type', 'location'],
+  ),
+  goldSpec(
+    'device_summary',
+    'gold/device_summary/*.parquet',
+    'device_summary.parquet',
+    ['sensor_id'],
+    ['sensor_type', 'location', 'first_event_time', 'last_event_time'],
+  ),
 ];
 
 function literal(text: string): string {

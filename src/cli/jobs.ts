@@ -29,7 +29,6 @@ import { createLogger } from '../observability/logger.js';
 import { openStore } from '../runtime/app.js';
 import { openLakeQueries, type QueryResult } from '../query/index.js';
 import { createObjectStore } from '../storage/index.js';
-import { BUILT_IN_SENSOR_TYPES } from '../core/sensor-types.js';
 import { runWarehouseLoad, type WarehouseLoadReport } from '../lake/warehouse-job.js';
 import { createWarehouse } from '../storage/warehouse/index.js';
 
@@ -147,7 +146,7 @@ export async function runJob(
           warehouse,
           workDir,
           configuredSensors: registry.configRecords(),
-          typeDefaults: sensorTypeDefaults(config),
+          typeDefaults: registry.typeDefaults(),
           date: options.date,
           full: options.full ?? false,
           logger,
@@ -166,24 +165,6 @@ export async function runJob(
   } finally {
     lake.close();
   }
-}
-
-/** Unit and interval per sensor type: the built-in types with config `sensorTypes` over them. */
-function sensorTypeDefaults(
-  config: CanopyConfig,
-): Record<string, { unit?: string | undefined; intervalMs?: number | undefined }> {
-  const defaults: Record<string, { unit?: string | undefined; intervalMs?: number | undefined }> =
-    {};
-  for (const [name, type] of Object.entries(BUILT_IN_SENSOR_TYPES)) {
-    defaults[name] = { unit: type.unit };
-  }
-  for (const [name, type] of Object.entries(config.sensorTypes)) {
-    defaults[name] = {
-      unit: type.unit ?? defaults[name]?.unit,
-      intervalMs: type.intervalMs ?? defaults[name]?.intervalMs,
-    };
-  }
-  return defaults;
 }
 
 export async function queryLake(config: CanopyConfig, sql: string): Promise<QueryResult> {

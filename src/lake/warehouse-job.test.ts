@@ -30,6 +30,7 @@ import {
   type WarehouseHarness,
 } from '../storage/warehouse/warehouse-harness.fixture.js';
 import { runBronzeExport } from './bronze-export.js';
+import { GOLD_COLUMNS } from './gold/index.js';
 import { runGoldJob } from './gold-job.js';
 import { runSilverJob } from './silver-job.js';
 import { runWarehouseLoad, type WarehouseLoadReport } from './warehouse-job.js';
@@ -488,6 +489,19 @@ describe.each(harnesses)('warehouse load into %s', (_name, makeHarness) => {
       );
       expect(isCanopyError(err, 'CANOPY_JOB_BAD_DATE'), date).toBe(true);
     }
+  });
+});
+
+describe('warehouse tables', () => {
+  it('have exactly the gold columns, in the gold files’ order', () => {
+    expect(
+      Object.fromEntries(
+        GOLD_WAREHOUSE_TABLES.map((t) => [
+          t.name.replace(/^gold_/, ''),
+          t.columns.map((c) => c.name),
+        ]),
+      ),
+    ).toEqual(GOLD_COLUMNS);
   });
 });
 

@@ -54,6 +54,13 @@ export class SensorRegistry {
     for (const id of sensorIds) this.known.add(id);
   }
 
+  /** Unit and expected interval of every known type (built in, with config `sensorTypes` over it). */
+  typeDefaults(): Record<string, { unit?: string | undefined; intervalMs?: number | undefined }> {
+    return Object.fromEntries(
+      [...this.types].map(([name, t]) => [name, { unit: t.unit, intervalMs: t.intervalMs }]),
+    );
+  }
+
   /** Expected interval per configured sensor (its own, else its type's), ms. */
   intervals(): Record<string, number> {
     const out: Record<string, number> = {};

@@ -256,13 +256,14 @@ export class FileDropSource {
     const rel = object.key.slice(this.o.prefix.length);
     const kind = this.kindOf(rel);
     if ('failure' in kind) return this.fail(object, kind.failure, kind.message);
-    if (object.size > this.o.maxFileBytes) {
-      return this.fail(
+    const tooLarge = (size: number) =>
+      this.fail(
         object,
         'FILE_TOO_LARGE',
-        `file is ${object.size} bytes, limit ${this.o.maxFileBytes} (landing.maxFileBytes)`,
+        `file is ${size} bytes, limit ${this.o.maxFileBytes} (landing.maxFileBytes)`,
       );
-    }
+    // Checked before reading (the listed size) and after (the file may have grown since).
+    if (object.size > this.o.maxFileBytes) return tooLarge(object.size);
     let content: Buffer;
     try {
       content = await this.o.store.get(object.key);
@@ -270,13 +271,7 @@ export class FileDropSource {
       if (isCanopyError(err, 'CANOPY_LAKE_NOT_FOUND')) return 'gone';
       throw err;
     }
-    if (content.length > this.o.maxFileBytes) {
-      return this.fail(
-        object,
-        'FILE_TOO_LARGE',
-        `file is ${content.length} bytes, limit ${this.o.maxFileBytes} (landing.maxFileBytes)`,
-      );
-    }
+    if (content.length > this.o.maxFileBytes) return tooLarge(content.length);
     let text: string;
     try {
       text = new TextDecoder('utf-8', { fatal: true }).decode(content);
