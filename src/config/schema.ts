@@ -43,6 +43,112 @@ const sensor = z.strictObject({
   critical: thresholds.optional(),
 });
 
+/** A PostgreSQL connection and the schema its tables live in. */
+const postgresConnection = (defaultSchema: string, schemaDescription: string) =>
+  z
+    .strictObject({
+      url: z
+        .string()
+        .optional()
+        .describe(
+          '`postgres://user:password@host:port/database`; when set, host/port/user/password/database are ignored.',
+        ),
+      host: z.string().default('127.0.0.1'),
+      port: port.default(5432),
+      user: z.string().default('postgres'),
+      password: z.string().optional().describe('Secret: never logged.'),
+      database: z.string().default('postgres'),
+      schema: z
+        .string()
+        .regex(/^[a-z_][a-z0-9_]{0,62}$/)
+        .default(defaultSchema)
+        .describe(schemaDescription),
+    })
+    .prefault({});
+
+const notifierCommon = {
+  timeoutMs: positiveMs.default(5_000).describe('One delivery attempt gives up after this.'),
+};
+
+const notifier = z.discriminatedUnion('kind', [
+  z.strictObject({
+    kind: z.literal('webhook'),
+    url: z.url().describe('Receives a JSON POST per notification.'),
+    secret: z
+      .string()
+      .min(16)
+      .optional()
+      .describe(
+        'Secret: never logged. Signs each body: `X-Canopy-Signature: sha256=<hex HMAC-SHA256>`.',
+      ),
+    headers: z.record(z.string(), z.string()).default({}),
+    ...notifierCommon,
+  }),
+  z.strictObject({
+    kind: z.literal('slack'),
+    url: z.url().describe('Slack incoming-webhook URL. Secret: never logged.'),
+    ...notifierCommon,
+  }),
+  z.strictObject({
+    kind: z.literal('email'),
+    host: z.string().min(1).describe('SMTP server.'),
+    port: port.default(587),
+    secure: z
+      .boolean()
+      .default(false)
+      .describe('TLS from the start (port 465); else STARTTLS when offered.'),
+    user: z.string().optional(),
+    password: z.string().optional().describe('Secret: never logged.'),
+    from: z.string().min(3),
+    to: z.array(z.string().min(3)).min(1),
+    ...notifierCommon,
+  }),
+  z.strictObject({
+    kind: z.literal('sns'),
+    topicArn: z.string().startsWith('arn:'),
+    region: z.string().default('us-east-1'),
+    endpoint: z.url().optional().describe('Custom SNS endpoint (LocalStack, a VPC endpoint).'),
+    accessKeyId: z.string().optional().describe('Default: the AWS SDK credential chain.'),
+    secretAccessKey: z.string().optional().describe('Secret: never logged.'),
+    ...notifierCommon,
+  }),
+  z.strictObject({
+    kind: z.literal('log'),
+    level: z.enum(['info', 'warn', 'error']).default('warn'),
+    ...notifierCommon,
+  }),
+]);
+
+const alertRoute = z.strictObject({
+  severity: z
+    .array(z.enum(['warning', 'critical']))
+    .min(1)
+    .optional(),
+  labels: z
+    .record(z.string(), z.string())
+    .optional()
+    .describe('Every label must match the alert’s (rule labels, `sensor_type`, `location`, …).'),
+  events: z
+    .array(
+      z.enum([
+        'opened',
+        'severity-raised',
+        'severity-lowered',
+        'escalated',
+        'de-escalated',
+        'tier-notified',
+        'reminder',
+        'acknowledged',
+        'snoozed',
+        'resolved',
+      ]),
+    )
+    .min(1)
+    .default(['escalated', 'resolved'])
+    .describe('Which alert events the route sends.'),
+  channels: z.array(z.string().min(1)).min(1).describe('Names from `alerting.notifiers`.'),
+});
+
 const wideCsvMapping = z.strictObject({
   deviceId: z.string().min(1),
   location: z.string().optional(),
@@ -276,26 +382,81 @@ export const configSchema = z.strictObject({
         .describe(
           'DuckDB warehouse file; default `<dataDir>/warehouse.duckdb` (not the hot-store file, which a running Canopy holds open).',
         ),
-      postgres: z
+      postgres: postgresConnection(
+        'canopy',
+        'Schema of the warehouse tables (created if missing).',
+      ),
+    })
+    .prefault({}),
+  meta: z
+    .strictObject({
+      kind: z
+        .enum(['duckdb', 'postgres'])
+        .default('duckdb')
+        .describe('Where alerts, their history and the notification outbox live.'),
+      path: z
+        .string()
+        .optional()
+        .describe('DuckDB metadata file; default `<dataDir>/meta.duckdb`.'),
+      postgres: postgresConnection(
+        'canopy_meta',
+        'Schema of the metadata tables (created if missing).',
+      ),
+    })
+    .prefault({}),
+  alerting: z
+    .strictObject({
+      enabled: z.boolean().default(true),
+      rulesFile: z
+        .string()
+        .optional()
+        .describe(
+          'Alert rules (YAML); default `<dataDir>/alert-rules.yaml`, written with the starter rules when missing. `PUT /api/alert-rules` rewrites it.',
+        ),
+      rulesReadOnly: z
+        .boolean()
+        .default(false)
+        .describe('Refuse `PUT /api/alert-rules` (rules managed as files, e.g. in git).'),
+      tickMs: positiveMs
+        .default(1_000)
+        .describe(
+          'How often time-based conditions are checked: no-data, reminders, tiers, snoozes.',
+        ),
+      publicUrl: z
+        .url()
+        .optional()
+        .describe(
+          'Base URL of this Canopy as people reach it; notifications link to alerts under it.',
+        ),
+      notifiers: z
+        .record(z.string().regex(/^[a-z0-9][a-z0-9_-]{0,63}$/), notifier)
+        .default({ log: { kind: 'log', level: 'warn', timeoutMs: 5_000 } })
+        .describe('Named notification channels that rules and routes refer to.'),
+      routes: z
+        .array(alertRoute)
+        .default([])
+        .describe(
+          'Send alert events to channels by severity and labels, besides each rule’s own `notify`.',
+        ),
+      outbox: z
         .strictObject({
-          url: z
-            .string()
-            .optional()
-            .describe(
-              '`postgres://user:password@host:port/database`; when set, host/port/user/password/database are ignored.',
-            ),
-          host: z.string().default('127.0.0.1'),
-          port: port.default(5432),
-          user: z.string().default('postgres'),
-          password: z.string().optional().describe('Secret: never logged.'),
-          database: z.string().default('postgres'),
-          schema: z
-            .string()
-            .regex(/^[a-z_][a-z0-9_]{0,62}$/)
-            .default('canopy')
-            .describe('Schema of the warehouse tables (created if missing).'),
+          maxAttempts: z.number().int().positive().default(12),
+          initialBackoffMs: positiveMs.default(1_000),
+          maxBackoffMs: positiveMs.default(300_000),
+          concurrency: z
+            .number()
+            .int()
+            .min(1)
+            .max(64)
+            .default(8)
+            .describe('Deliveries in flight at once, over all channels.'),
         })
         .prefault({}),
+      retentionDays: z
+        .number()
+        .positive()
+        .default(90)
+        .describe('Resolved alerts, their history and notifications are deleted after this.'),
     })
     .prefault({}),
   landing: z
@@ -397,3 +558,7 @@ export type WideCsvMappingConfig = z.output<typeof wideCsvMapping>;
 export type LakeConfig = CanopyConfig['lake'];
 export type WarehouseConfig = CanopyConfig['warehouse'];
 export type Thresholds = z.output<typeof thresholds>;
+export type AlertingConfig = CanopyConfig['alerting'];
+export type NotifierConfig = z.output<typeof notifier>;
+export type AlertRouteConfig = z.output<typeof alertRoute>;
+export type MetaConfig = CanopyConfig['meta'];

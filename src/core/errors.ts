@@ -130,6 +130,39 @@ export const ERROR_CODES = {
     summary:
       '`canopy jobs run … --date` got something that is not a calendar day as `YYYY-MM-DD`, a job that takes no date (bronze-export), or, for warehouse-load, a date the lake has no complete gold for.',
   },
+  CANOPY_ALERT_RULES_INVALID: {
+    status: 400,
+    summary:
+      'An alert rule set failed validation (unknown field, inverted bounds, missing threshold, unknown channel, duplicate id, bad YAML); `details` lists every problem at once, each naming the rule and the field.',
+  },
+  CANOPY_ALERT_RULES_UNREADABLE: {
+    status: 500,
+    summary: 'The alert rules file could not be read or written.',
+  },
+  CANOPY_ALERT_RULES_READ_ONLY: {
+    status: 409,
+    summary:
+      'The alert rules are managed as files (`alerting.rulesReadOnly`); change the file and restart instead.',
+  },
+  CANOPY_ALERT_NOT_FOUND: {
+    status: 404,
+    summary: 'No alert has that id (or it was resolved and aged out).',
+  },
+  CANOPY_ALERT_INVALID_TRANSITION: {
+    status: 409,
+    summary:
+      'The alert cannot take that action in its state (acknowledging or snoozing a resolved alert, snoozing into the past).',
+  },
+  CANOPY_META_UNAVAILABLE: {
+    status: 503,
+    summary:
+      'The metadata store (alerts, outbox) could not be opened or reached: DuckDB file locked by another process, PostgreSQL down, or a newer schema than this Canopy knows.',
+  },
+  CANOPY_NOTIFY_FAILED: {
+    status: 502,
+    summary:
+      'A notifier could not deliver (receiver down, non-2xx answer, timeout, SMTP or SNS error); the outbox retries it with backoff.',
+  },
   CANOPY_SIMULATOR_TARGET_FAILED: {
     status: 502,
     summary: 'The simulator could not deliver to its target (broker or API down).',

@@ -244,6 +244,67 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly alerts = new Gauge({
+    name: 'canopy_alerts',
+    help: 'Alerts not yet resolved, by state (open, escalated, acknowledged) and severity.',
+    labelNames: ['state', 'severity'] as const,
+    registers: [this.registry],
+  });
+
+  readonly alertEvents = new Counter({
+    name: 'canopy_alert_events_total',
+    help: 'Recorded alert events by kind (opened, escalated, resolved, reminder, …) and severity.',
+    labelNames: ['kind', 'severity'] as const,
+    registers: [this.registry],
+  });
+
+  readonly alertEvaluationDuration = new Histogram({
+    name: 'canopy_alert_evaluation_duration_seconds',
+    help: 'Time to evaluate the alert rules over one committed group of readings (or one tick) and store what changed.',
+    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
+    registers: [this.registry],
+  });
+
+  readonly alertApplyFailures = new Counter({
+    name: 'canopy_alert_apply_failures_total',
+    help: 'Alert changes the metadata store refused; they are kept in memory and retried on the next tick.',
+    registers: [this.registry],
+  });
+
+  readonly notificationsSent = new Counter({
+    name: 'canopy_notifications_sent_total',
+    help: 'Notifications delivered, by notifier kind (webhook, slack, email, sns, log) and channel name.',
+    labelNames: ['notifier', 'channel'] as const,
+    registers: [this.registry],
+  });
+
+  readonly notificationsFailed = new Counter({
+    name: 'canopy_notifications_failed_total',
+    help: 'Failed delivery attempts by notifier kind and channel; `final` is `true` when the outbox gave up.',
+    labelNames: ['notifier', 'channel', 'final'] as const,
+    registers: [this.registry],
+  });
+
+  readonly notificationDuration = new Histogram({
+    name: 'canopy_notification_duration_seconds',
+    help: 'Time of one delivery attempt, by notifier kind.',
+    labelNames: ['notifier'] as const,
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    registers: [this.registry],
+  });
+
+  readonly outboxPending = new Gauge({
+    name: 'canopy_alert_outbox_pending',
+    help: 'Notifications waiting in the outbox (not yet delivered, not given up); sampled at scrape time.',
+    registers: [this.registry],
+  });
+
+  readonly outboxOldestPendingAge = new Gauge({
+    name: 'canopy_alert_outbox_oldest_pending_age_seconds',
+    help: 'Age of the oldest pending notification (0 when none); sampled at scrape time.',
+    registers: [this.registry],
+  });
+
   constructor(options: MetricsOptions = {}) {
     this.recording = options.recording ?? true;
     if (!this.recording) {
