@@ -30,6 +30,7 @@ import { checkReadiness, type ReadinessCheck } from '../observability/readiness.
 import type { LakeQueries } from '../query/index.js';
 import type { CatalogTable, QualityHistory } from '../lake/index.js';
 import { parseLimit, parseTimeParam, optionalString } from './params.js';
+import { registerAlertRoutes, type AlertApiDeps } from './alerts.js';
 
 export interface ApiDeps {
   sink: IngestSink;
@@ -49,6 +50,11 @@ export interface ApiDeps {
   readiness?: readonly ReadinessCheck[];
   /** Local folders whose free disk space `/metrics` reports (`canopy_disk_*`); none by default. */
   diskVolumes?: readonly DiskVolume[];
+  /** Alerts and alert rules (`/api/alerts`, `/api/alert-rules`); absent when alerting is off. */
+  alerts?: AlertApiDeps & {
+    /** Sets the outbox gauges at scrape time. */
+    sampleGauges(): Promise<void>;
+  };
 }
 
 const FORMAT_BY_MEDIA_TYPE: Record<string, PayloadFormat> = {
@@ -217,6 +223,7 @@ export function buildApi(deps: ApiDeps): FastifyInstance {
     await sampleQuality();
     await lakeGauges.sample();
     await diskGauges.sample();
+    await deps.alerts?.sampleGauges();
     return reply
       .type(deps.metrics.registry.contentType)
       .send(await deps.metrics.registry.metrics());
@@ -385,6 +392,8 @@ export function buildApi(deps: ApiDeps): FastifyInstance {
       next_cursor: page.nextCursor,
     };
   });
+
+  if (deps.alerts) registerAlertRoutes(app, deps.alerts);
 
   return app;
 }

@@ -128,6 +128,24 @@ describe('IngestPipeline', () => {
     expect((await store.listSensors()).map((s) => s.sensorId)).toEqual(['new-sensor']);
   });
 
+  it('tells commit listeners of each committed group with its flagged readings and dead letters, and not of a failed one', async () => {
+    const pipeline = await pipelineFor();
+    const seen: { sensors: string[]; anomalies: number; rejected: number }[] = [];
+    pipeline.onCommit((readings, rejected) =>
+      seen.push({
+        sensors: readings.map((r) => r.sensorId),
+        anomalies: readings.filter((r) => r.isAnomaly).length,
+        rejected,
+      }),
+    );
+    await pipeline.submit(
+      json([reading('s1', 0), reading('s2', 1, 9_999, { sensor_type: 'temperature' }), {}]),
+    );
+    store.failNext = 1;
+    await expect(pipeline.submit(json([reading('s3', 2)]))).rejects.toThrow();
+    expect(seen).toEqual([{ sensors: ['s1', 's2'], anomalies: 1, rejected: 1 }]);
+  });
+
   it('observes each committed message once, from its receipt to the end of its commit', async () => {
     const pipeline = await pipelineFor();
     const latency = async () => {

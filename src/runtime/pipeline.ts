@@ -56,6 +56,14 @@ export interface PipelineOptions {
   sensorTypeLabels?: SensorTypeLabels;
 }
 
+/**
+ * Told of each committed group, after the commit and before its messages are
+ * acknowledged: the readings as stored (with their anomaly flags) and how
+ * many records went to the dead-letter store. Listeners must return at once
+ * and never throw (the alert service queues the work).
+ */
+export type CommitListener = (readings: readonly NewReading[], rejected: number) => void;
+
 interface PendingWrite {
   readings: NewReading[];
   deadLetters: DeadLetter[];
@@ -75,11 +83,16 @@ export class IngestPipeline implements IngestSink {
   private idleWaiters: (() => void)[] = [];
   /** Keyed submits not yet settled, by idempotency key. */
   private readonly inFlight = new Map<string, Promise<IngestResult>>();
+  private readonly commitListeners: CommitListener[] = [];
 
   private readonly sensorTypeLabels: SensorTypeLabels;
 
   constructor(private readonly o: PipelineOptions) {
     this.sensorTypeLabels = o.sensorTypeLabels ?? new SensorTypeLabels();
+  }
+
+  onCommit(listener: CommitListener): void {
+    this.commitListeners.push(listener);
   }
 
   async submit(message: IngestMessage): Promise<IngestResult> {
@@ -287,6 +300,7 @@ export class IngestPipeline implements IngestSink {
       // answer finds its readings in the counter.
       this.o.metrics.countAccepted(readings, this.sensorTypeLabels);
       this.observeLatency(group);
+      for (const listener of this.commitListeners) listener(readings, deadLetters.length);
       for (const w of group) w.resolve();
     } catch (err) {
       this.o.metrics.commitFailures.inc();
