@@ -22,3 +22,14 @@ export { createObjectStore } from './object-store.js';
 export { LocalObjectStore, type LocalObjectStoreOptions } from './local-object-store.js';
 export { S3ObjectStore, type S3ObjectStoreOptions } from './s3-object-store.js';
 export { assertValidKey, assertValidPrefix, compareKeys, isValidKey } from './object-store-key.js';
+export {
+  DuckDbAlertStore,
+  MAX_ALERT_LIMIT,
+  META_MIGRATIONS,
+  PostgresAlertStore,
+  openAlertStore,
+  type DuckDbAlertStoreOptions,
+  type MetaDialect,
+  type MetaMigration,
+  type PostgresAlertStoreOptions,
+} from './meta/index.js';

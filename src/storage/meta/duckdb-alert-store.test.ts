@@ -1,0 +1,140 @@
+import { spawn } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { pino } from 'pino';
+import { afterEach, describe, expect, it } from 'vitest';
+import type { AlertStore } from '../../core/alerts.js';
+import { isCanopyError } from '../../core/errors.js';
+import {
+  alertFixture,
+  changesOf,
+  describeAlertStoreConformance,
+} from './alert-store.conformance.js';
+import { DuckDbAlertStore } from './duckdb-alert-store.js';
+import { openAlertStore } from './index.js';
+
+describeAlertStoreConformance('DuckDB file', async () => {
+  const dir = await mkdtemp(path.join(tmpdir(), 'canopy-meta-'));
+  const made: AlertStore[] = [];
+  return {
+    make: (options) => {
+      const store = new DuckDbAlertStore({ path: path.join(dir, 'meta.duckdb'), ...options });
+      made.push(store);
+      return store;
+    },
+    cleanup: async () => {
+      for (const store of made) await store.close();
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+});
+
+describe('DuckDbAlertStore', () => {
+  const cleanups: (() => Promise<void>)[] = [];
+  afterEach(async () => {
+    for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+  });
+
+  async function tempDir(): Promise<string> {
+    const dir = await mkdtemp(path.join(tmpdir(), 'canopy-meta-'));
+    cleanups.push(() => rm(dir, { recursive: true, force: true }));
+    return dir;
+  }
+
+  function track<T extends AlertStore>(store: T): T {
+    cleanups.push(() => store.close());
+    return store;
+  }
+
+  it('works in memory', async () => {
+    const store = track(new DuckDbAlertStore({ path: ':memory:' }));
+    await store.open();
+    const alert = alertFixture();
+    await store.apply(changesOf({ alerts: [alert] }));
+    expect(await store.activeAlerts()).toEqual([alert]);
+  });
+
+  it('refuses a second store on the same file in this process', async () => {
+    const file = path.join(await tempDir(), 'meta.duckdb');
+    const first = track(new DuckDbAlertStore({ path: file }));
+    await first.open();
+    const second = track(new DuckDbAlertStore({ path: file }));
+    const err = await second.open().catch((e: unknown) => e);
+    expect(isCanopyError(err, 'CANOPY_META_UNAVAILABLE')).toBe(true);
+    expect(String(err)).toMatch(/already open in this process/);
+
+    // Once the first lets go, the file opens again.
+    await first.close();
+    await second.open();
+    expect(await second.activeAlerts()).toEqual([]);
+  });
+
+  it('reports a file locked by another process as CANOPY_META_UNAVAILABLE with the cause', async () => {
+    const file = path.join(await tempDir(), 'meta.duckdb');
+    const holder = spawn(
+      process.execPath,
+      [
+        '--input-type=module',
+        '-e',
+        `import { DuckDBInstance } from '@duckdb/node-api';
+         const db = await DuckDBInstance.create(process.argv[1]);
+         await (await db.connect()).run('CREATE TABLE held (x INTEGER)');
+         process.stdout.write('ready\\n');
+         setInterval(() => {}, 1000);`,
+        file,
+      ],
+      { cwd: process.cwd(), stdio: ['ignore', 'pipe', 'inherit'] },
+    );
+    cleanups.push(async () => {
+      holder.kill();
+      await new Promise((resolve) => holder.once('exit', resolve));
+    });
+    await new Promise<void>((resolve, reject) => {
+      holder.stdout.on('data', (chunk: Buffer) => {
+        if (chunk.toString().includes('ready')) resolve();
+      });
+      holder.once('exit', (code) => reject(new Error(`lock holder exited with ${code}`)));
+    });
+
+    const store = track(new DuckDbAlertStore({ path: file }));
+    const err = await store.open().catch((e: unknown) => e);
+    expect(isCanopyError(err, 'CANOPY_META_UNAVAILABLE')).toBe(true);
+    expect(String(err)).toMatch(/locked by another process/);
+    expect((err as Error).cause).toBeInstanceOf(Error);
+  });
+
+  it('openAlertStore defaults to <dataDir>/meta.duckdb', async () => {
+    const dir = await tempDir();
+    const store = track(openAlertStore({ kind: 'duckdb', postgres: pgDefaults }, dir, silent));
+    await store.open();
+    const alert = alertFixture();
+    await store.apply(changesOf({ alerts: [alert] }));
+    await store.close();
+
+    const again = track(new DuckDbAlertStore({ path: path.join(dir, 'meta.duckdb') }));
+    await again.open();
+    expect(await again.getAlert(alert.id)).toEqual(alert);
+  });
+
+  it('openAlertStore honours an explicit path', async () => {
+    const file = path.join(await tempDir(), 'nested', 'alerts.duckdb');
+    const store = track(
+      openAlertStore({ kind: 'duckdb', path: file, postgres: pgDefaults }, '/nonexistent', silent),
+    );
+    await store.open();
+    await store.close();
+    const again = track(new DuckDbAlertStore({ path: file }));
+    await again.open();
+    expect(await again.activeAlerts()).toEqual([]);
+  });
+});
+
+const silent = pino({ level: 'silent' });
+const pgDefaults = {
+  host: '127.0.0.1',
+  port: 5432,
+  user: 'postgres',
+  database: 'postgres',
+  schema: 'canopy_meta',
+};

@@ -1,0 +1,552 @@
+/**
+ * The default metadata store: alerts, their events, the notification outbox
+ * and the evaluator's subject states in one DuckDB file of their own
+ * (`<dataDir>/meta.duckdb`), written by this process only.
+ *
+ * Not the hot-store file: metadata is small, row-at-a-time and updated in
+ * place, and keeping it apart keeps those transactions off the ingest commit
+ * path and lets the file be inspected or copied on its own.
+ *
+ * Concurrency: one connection and one promise chain (`SerialQueue`), so an
+ * `apply` transaction never interleaves with another call. Durability: a
+ * DuckDB COMMIT writes and fsyncs its WAL before it returns, so a resolved
+ * `apply` survives a crash.
+ */
+import { mkdirSync, realpathSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import {
+  BIGINT,
+  DOUBLE,
+  DuckDBInstance,
+  INTEGER,
+  LIST,
+  VARCHAR,
+  listValue,
+  type DuckDBConnection,
+  type DuckDBType,
+  type DuckDBValue,
+} from '@duckdb/node-api';
+import { pino, type Logger } from 'pino';
+import type {
+  Alert,
+  AlertChanges,
+  AlertEvent,
+  AlertFilter,
+  AlertStore,
+  DeliveryOutcome,
+  OutboxEntry,
+  OutboxStats,
+  SubjectState,
+} from '../../core/alerts.js';
+import { CanopyError } from '../../core/errors.js';
+import { SerialQueue } from '../../core/serial-queue.js';
+import {
+  ALERT_COLUMNS,
+  EVENT_COLUMNS,
+  META_MIGRATIONS,
+  OUTBOX_COLUMNS,
+  SCHEMA_VERSION_TABLE,
+  SUBJECT_STATE_COLUMNS,
+  alertValues,
+  checkAlertLimit,
+  checkMigrations,
+  errorMessage,
+  eventValues,
+  locationPrefix,
+  outboxValues,
+  pendingMigrations,
+  toAlert,
+  toEvent,
+  toOutboxEntry,
+  toSubjectState,
+  type MetaDialect,
+  type MetaMigration,
+} from './meta-sql.js';
+
+export interface DuckDbAlertStoreOptions {
+  /** Database file (its folder is created if missing), or `:memory:`. */
+  path: string;
+  logger?: Logger;
+  /** The schema's migrations; tests pass a longer list to stand in for a newer Canopy. */
+  migrations?: readonly MetaMigration[];
+}
+
+const DIALECT: MetaDialect = { kind: 'duckdb', table: (name) => name };
+
+// Parameter types in the column order of meta-sql's `*_COLUMNS`.
+const ALERT_TYPES: readonly DuckDBType[] = [
+  VARCHAR, // id
+  VARCHAR, // rule_id
+  VARCHAR, // subject
+  VARCHAR, // sensor_id
+  VARCHAR, // location
+  VARCHAR, // severity
+  VARCHAR, // state
+  VARCHAR, // summary
+  VARCHAR, // labels
+  DOUBLE, // value
+  DOUBLE, // threshold
+  BIGINT, // opened_at
+  BIGINT, // updated_at
+  BIGINT, // escalated_at
+  BIGINT, // acknowledged_at
+  VARCHAR, // acknowledged_by
+  BIGINT, // resolved_at
+  BIGINT, // snoozed_until
+  INTEGER, // tier
+  BIGINT, // last_notified_at
+  VARCHAR, // notified_channels
+];
+const EVENT_TYPES: readonly DuckDBType[] = [
+  VARCHAR, // id
+  VARCHAR, // alert_id
+  BIGINT, // at
+  VARCHAR, // kind
+  VARCHAR, // actor
+  VARCHAR, // from_state
+  VARCHAR, // to_state
+  VARCHAR, // severity
+  VARCHAR, // note
+  DOUBLE, // value
+];
+const OUTBOX_TYPES: readonly DuckDBType[] = [
+  VARCHAR, // id
+  VARCHAR, // alert_id
+  VARCHAR, // event_id
+  VARCHAR, // channel
+  VARCHAR, // payload
+  BIGINT, // created_at
+  VARCHAR, // status
+  INTEGER, // attempts
+  BIGINT, // next_attempt_at
+  BIGINT, // delivered_at
+  VARCHAR, // last_error
+];
+
+const RESOLVED_BEFORE = `state = 'resolved' AND resolved_at < $1`;
+
+/**
+ * Database files open in this process. DuckDB's file lock only keeps other
+ * processes out; a second instance on the same file here would open it too.
+ */
+const openFiles = new Set<string>();
+
+export class DuckDbAlertStore implements AlertStore {
+  private readonly dbPath: string;
+  private readonly log: Logger;
+  private readonly migrations: readonly MetaMigration[];
+  private instance: DuckDBInstance | undefined;
+  private conn: DuckDBConnection | undefined;
+  private opening: Promise<void> | undefined;
+  private fileKey: string | undefined;
+  /** One connection, one operation at a time: a transaction must not interleave with another call. */
+  private readonly queue = new SerialQueue();
+
+  constructor(options: DuckDbAlertStoreOptions) {
+    this.dbPath = options.path === ':memory:' ? ':memory:' : path.resolve(options.path);
+    this.log = (options.logger ?? pino({ level: 'silent' })).child({ adapter: 'duckdb' });
+    this.migrations = options.migrations ?? META_MIGRATIONS;
+    checkMigrations(this.migrations);
+  }
+
+  /**
+   * Opens the file and brings its schema up to date. Idempotent; concurrent
+   * calls share one attempt, and a failed attempt may be retried. Throws
+   * CANOPY_META_UNAVAILABLE (file locked by another process or already open
+   * in this one, bad path, schema newer than this code) with the cause.
+   */
+  open(): Promise<void> {
+    if (this.conn) return Promise.resolve();
+    this.opening ??= this.openNow().finally(() => {
+      this.opening = undefined;
+    });
+    return this.opening;
+  }
+
+  private async openNow(): Promise<void> {
+    let extensionDir = path.join(tmpdir(), 'canopy-duckdb-extensions');
+    if (this.dbPath !== ':memory:') {
+      const dir = path.dirname(this.dbPath);
+      let key: string;
+      try {
+        mkdirSync(dir, { recursive: true });
+        key = path.join(realpathSync(dir), path.basename(this.dbPath));
+      } catch (cause) {
+        throw unavailable(
+          `cannot create the folder of the metadata database ${this.dbPath}: ${errorMessage(cause)}`,
+          cause,
+        );
+      }
+      if (openFiles.has(key)) {
+        throw unavailable(
+          `the metadata database ${this.dbPath} is already open in this process; open it once and share the store`,
+        );
+      }
+      openFiles.add(key);
+      this.fileKey = key;
+      extensionDir = path.join(dir, '.duckdb-extensions');
+    }
+    try {
+      this.instance = await DuckDBInstance.create(this.dbPath, {
+        // No network: nothing here needs an extension, and an auto-download
+        // attempt would only hang or fail.
+        extension_directory: extensionDir,
+        autoinstall_known_extensions: 'false',
+        autoload_known_extensions: 'false',
+      });
+      this.conn = await this.instance.connect();
+      await this.migrate(this.conn);
+    } catch (cause) {
+      this.shutDown();
+      if (cause instanceof CanopyError) throw cause;
+      const msg = errorMessage(cause);
+      throw unavailable(
+        /could not set lock/i.test(msg)
+          ? `the metadata database ${this.dbPath} is locked by another process: another Canopy may be running with the same data folder (${msg})`
+          : `cannot open the metadata database ${this.dbPath}: ${msg}`,
+        cause,
+      );
+    }
+    this.log.info({ path: this.dbPath }, 'metadata store opened');
+  }
+
+  private async migrate(conn: DuckDBConnection): Promise<void> {
+    await inTransaction(conn, async () => {
+      await conn.run(
+        `CREATE TABLE IF NOT EXISTS ${SCHEMA_VERSION_TABLE} (version INTEGER NOT NULL, description VARCHAR NOT NULL)`,
+      );
+      const row = (
+        await conn.runAndReadAll(`SELECT coalesce(max(version), 0) FROM ${SCHEMA_VERSION_TABLE}`)
+      ).getRows()[0];
+      const current = Number(row?.[0] ?? 0);
+      for (const m of pendingMigrations(this.migrations, current, this.dbPath)) {
+        for (const statement of m.statements(DIALECT)) await conn.run(statement);
+        await conn.run(
+          `INSERT INTO ${SCHEMA_VERSION_TABLE} VALUES ($1, $2)`,
+          [m.version, m.description],
+          [INTEGER, VARCHAR],
+        );
+        this.log.info({ version: m.version }, `metadata schema migrated: ${m.description}`);
+      }
+    });
+  }
+
+  /** Waits for queued work, checkpoints and releases the file. Idempotent. */
+  async close(): Promise<void> {
+    if (this.opening) await this.opening.catch(() => undefined);
+    await this.queue.drain();
+    if (this.conn) {
+      try {
+        await this.conn.run('CHECKPOINT');
+      } catch (err) {
+        // Not fatal: the WAL holds every committed change and is replayed at open.
+        this.log.warn({ err }, 'checkpoint at close failed');
+      }
+    }
+    this.shutDown();
+  }
+
+  private shutDown(): void {
+    // The connection first: the database (and its file lock) is released only
+    // once nothing refers to it.
+    try {
+      this.conn?.closeSync();
+      this.instance?.closeSync();
+    } catch (err) {
+      this.log.warn({ err }, 'closing the metadata database failed');
+    }
+    this.conn = undefined;
+    this.instance = undefined;
+    if (this.fileKey !== undefined) openFiles.delete(this.fileKey);
+    this.fileKey = undefined;
+  }
+
+  /** Queues `work` on the connection; rejects with CANOPY_META_UNAVAILABLE unless open. */
+  private use<T>(work: (conn: DuckDBConnection) => Promise<T>): Promise<T> {
+    return this.queue.run(() => {
+      if (!this.conn) {
+        throw unavailable(`the metadata store ${this.dbPath} is not open`);
+      }
+      return work(this.conn);
+    });
+  }
+
+  private rows(sql: string, values: DuckDBValue[] = [], types: DuckDBType[] = []) {
+    return this.use(async (conn) => (await conn.runAndReadAll(sql, values, types)).getRows());
+  }
+
+  apply(changes: AlertChanges): Promise<void> {
+    return this.use((conn) =>
+      inTransaction(conn, async () => {
+        // Replace = delete + insert, see the DDL in meta-sql.ts for why no key.
+        for (const alert of changes.alerts) {
+          await conn.run('DELETE FROM alerts WHERE id = $1', [alert.id], [VARCHAR]);
+          await conn.run(
+            `INSERT INTO alerts (${ALERT_COLUMNS}) VALUES (${placeholders(ALERT_TYPES.length)})`,
+            ...bind(alertValues(alert), ALERT_TYPES),
+          );
+        }
+        for (const event of changes.events) {
+          await conn.run(
+            `INSERT INTO alert_events (${EVENT_COLUMNS}) VALUES (${placeholders(EVENT_TYPES.length)})`,
+            ...bind(eventValues(event), EVENT_TYPES),
+          );
+        }
+        // One row at a time, so a repeated id within this change set is also skipped.
+        for (const entry of changes.outbox) {
+          await conn.run(
+            `INSERT INTO alert_outbox (${OUTBOX_COLUMNS})
+             SELECT ${placeholders(OUTBOX_TYPES.length)}
+             WHERE NOT EXISTS (SELECT 1 FROM alert_outbox WHERE id = $1)`,
+            ...bind(outboxValues(entry), OUTBOX_TYPES),
+          );
+        }
+        // Clears first: a pair both cleared and saved in one step ends saved.
+        for (const cleared of changes.clearedSubjectStates) {
+          await deleteSubjectState(conn, cleared.ruleId, cleared.subject);
+        }
+        for (const s of changes.subjectStates) {
+          await deleteSubjectState(conn, s.ruleId, s.subject);
+          await conn.run(
+            `INSERT INTO alert_subject_states (${SUBJECT_STATE_COLUMNS}) VALUES ($1, $2, $3)`,
+            [s.ruleId, s.subject, JSON.stringify(s.state)],
+            [VARCHAR, VARCHAR, VARCHAR],
+          );
+        }
+      }),
+    );
+  }
+
+  async activeAlerts(): Promise<Alert[]> {
+    const rows = await this.rows(
+      `SELECT ${ALERT_COLUMNS} FROM alerts WHERE state <> 'resolved' ORDER BY opened_at, id`,
+    );
+    return rows.map(toAlert);
+  }
+
+  async listAlerts(filter: AlertFilter): Promise<Alert[]> {
+    const limit = checkAlertLimit(filter.limit);
+    const q = new Params();
+    const where: string[] = [];
+    if (filter.state) {
+      where.push(`list_contains(${q.add(listValue([...filter.state]), LIST(VARCHAR))}, state)`);
+    }
+    if (filter.severity) {
+      where.push(
+        `list_contains(${q.add(listValue([...filter.severity]), LIST(VARCHAR))}, severity)`,
+      );
+    }
+    if (filter.ruleId !== undefined) where.push(`rule_id = ${q.add(filter.ruleId, VARCHAR)}`);
+    if (filter.sensorId !== undefined) {
+      where.push(`sensor_id = ${q.add(filter.sensorId, VARCHAR)}`);
+    }
+    if (filter.location !== undefined) {
+      const p = q.add(locationPrefix(filter.location), VARCHAR);
+      // starts_with, not LIKE: `_` and `%` in a location are plain characters.
+      where.push(`(location = ${p} OR starts_with(location, ${p} || '/'))`);
+    }
+    if (filter.to !== undefined) where.push(`opened_at < ${q.add(ms(filter.to), BIGINT)}`);
+    if (filter.from !== undefined) {
+      where.push(`(resolved_at IS NULL OR resolved_at >= ${q.add(ms(filter.from), BIGINT)})`);
+    }
+    const whereSql = where.length === 0 ? '' : ` WHERE ${where.join(' AND ')}`;
+    const rows = await this.rows(
+      `SELECT ${ALERT_COLUMNS} FROM alerts${whereSql} ORDER BY opened_at DESC, id DESC LIMIT ${q.add(BigInt(limit), BIGINT)}`,
+      q.values,
+      q.types,
+    );
+    return rows.map(toAlert);
+  }
+
+  async getAlert(id: string): Promise<Alert | undefined> {
+    const rows = await this.rows(
+      `SELECT ${ALERT_COLUMNS} FROM alerts WHERE id = $1`,
+      [id],
+      [VARCHAR],
+    );
+    return rows[0] === undefined ? undefined : toAlert(rows[0]);
+  }
+
+  async alertEvents(alertId: string): Promise<AlertEvent[]> {
+    const rows = await this.rows(
+      `SELECT ${EVENT_COLUMNS} FROM alert_events WHERE alert_id = $1 ORDER BY occurred_at, seq`,
+      [alertId],
+      [VARCHAR],
+    );
+    return rows.map(toEvent);
+  }
+
+  async alertNotifications(alertId: string): Promise<OutboxEntry[]> {
+    const rows = await this.rows(
+      `SELECT ${OUTBOX_COLUMNS} FROM alert_outbox WHERE alert_id = $1 ORDER BY created_at, seq`,
+      [alertId],
+      [VARCHAR],
+    );
+    return rows.map(toOutboxEntry);
+  }
+
+  async dueNotifications(now: number, limit: number): Promise<OutboxEntry[]> {
+    const rows = await this.rows(
+      `SELECT ${OUTBOX_COLUMNS} FROM alert_outbox
+       WHERE status = 'pending' AND next_attempt_at <= $1
+       ORDER BY created_at, seq LIMIT $2`,
+      [ms(now), BigInt(checkAlertLimit(limit, Number.MAX_SAFE_INTEGER))],
+      [BIGINT, BIGINT],
+    );
+    return rows.map(toOutboxEntry);
+  }
+
+  async nextDueAt(): Promise<number | null> {
+    const rows = await this.rows(
+      `SELECT min(next_attempt_at) FROM alert_outbox WHERE status = 'pending'`,
+    );
+    const v = rows[0]?.[0];
+    return v === null || v === undefined ? null : Number(v);
+  }
+
+  /**
+   * Only a pending entry changes: an unknown id, or one already delivered or
+   * given up (a late report from a duplicate send), is left as it is.
+   */
+  async recordDelivery(id: string, outcome: DeliveryOutcome): Promise<void> {
+    await this.use(async (conn) => {
+      if (outcome.ok) {
+        await conn.run(
+          `UPDATE alert_outbox SET status = 'delivered', attempts = attempts + 1, delivered_at = $2
+           WHERE id = $1 AND status = 'pending'`,
+          [id, ms(outcome.at)],
+          [VARCHAR, BIGINT],
+        );
+      } else if (outcome.nextAttemptAt === null) {
+        await conn.run(
+          `UPDATE alert_outbox SET status = 'failed', attempts = attempts + 1, last_error = $2
+           WHERE id = $1 AND status = 'pending'`,
+          [id, outcome.error],
+          [VARCHAR, VARCHAR],
+        );
+      } else {
+        await conn.run(
+          `UPDATE alert_outbox SET attempts = attempts + 1, last_error = $2, next_attempt_at = $3
+           WHERE id = $1 AND status = 'pending'`,
+          [id, outcome.error, ms(outcome.nextAttemptAt)],
+          [VARCHAR, VARCHAR, BIGINT],
+        );
+      }
+    });
+  }
+
+  async outboxStats(): Promise<OutboxStats> {
+    const rows = await this.rows(
+      `SELECT count(*) FILTER (WHERE status = 'pending'),
+              count(*) FILTER (WHERE status = 'failed'),
+              min(created_at) FILTER (WHERE status = 'pending')
+       FROM alert_outbox`,
+    );
+    const [pending, failed, oldest] = rows[0] ?? [];
+    return {
+      pending: Number(pending ?? 0),
+      failed: Number(failed ?? 0),
+      oldestPendingAt: oldest === null || oldest === undefined ? null : Number(oldest),
+    };
+  }
+
+  async subjectStates(): Promise<SubjectState[]> {
+    const rows = await this.rows(
+      `SELECT ${SUBJECT_STATE_COLUMNS} FROM alert_subject_states ORDER BY rule_id, subject`,
+    );
+    return rows.map(toSubjectState);
+  }
+
+  purgeResolved(before: number): Promise<number> {
+    return this.use((conn) =>
+      inTransaction(conn, async () => {
+        const params = [ms(before)];
+        const types = [BIGINT];
+        await conn.run(
+          `DELETE FROM alert_events WHERE alert_id IN (SELECT id FROM alerts WHERE ${RESOLVED_BEFORE})`,
+          params,
+          types,
+        );
+        await conn.run(
+          `DELETE FROM alert_outbox WHERE status <> 'pending'
+           AND alert_id IN (SELECT id FROM alerts WHERE ${RESOLVED_BEFORE})`,
+          params,
+          types,
+        );
+        const deleted = await conn.run(
+          `DELETE FROM alerts WHERE ${RESOLVED_BEFORE}`,
+          params,
+          types,
+        );
+        return Number(deleted.rowsChanged);
+      }),
+    );
+  }
+}
+
+/** Runs `work` in one transaction on `conn`, rolled back on any failure. */
+async function inTransaction<T>(conn: DuckDBConnection, work: () => Promise<T>): Promise<T> {
+  await conn.run('BEGIN TRANSACTION');
+  try {
+    const result = await work();
+    await conn.run('COMMIT');
+    return result;
+  } catch (err) {
+    // A failed statement already aborted DuckDB's transaction; ROLLBACK ends
+    // it either way (and fails only if none is active).
+    await conn.run('ROLLBACK').catch(() => undefined);
+    throw err;
+  }
+}
+
+async function deleteSubjectState(
+  conn: DuckDBConnection,
+  ruleId: string,
+  subject: string,
+): Promise<void> {
+  await conn.run(
+    'DELETE FROM alert_subject_states WHERE rule_id = $1 AND subject = $2',
+    [ruleId, subject],
+    [VARCHAR, VARCHAR],
+  );
+}
+
+/** Bound parameters for a WHERE clause; values never enter the SQL text. */
+class Params {
+  readonly values: DuckDBValue[] = [];
+  readonly types: DuckDBType[] = [];
+
+  add(value: DuckDBValue, type: DuckDBType): string {
+    this.values.push(value);
+    this.types.push(type);
+    return `$${this.values.length}`;
+  }
+}
+
+function placeholders(n: number): string {
+  return Array.from({ length: n }, (_, i) => `$${i + 1}`).join(', ');
+}
+
+/** Values with their types; epoch-ms and other BIGINT cells as bigint, as DuckDB binds them. */
+function bind(
+  values: readonly (string | number | null)[],
+  types: readonly DuckDBType[],
+): [DuckDBValue[], DuckDBType[]] {
+  return [
+    values.map((v, i) => (types[i] === BIGINT && typeof v === 'number' ? ms(v) : v)),
+    [...types],
+  ];
+}
+
+/**
+ * Epoch ms as a BIGINT parameter. Times are whole milliseconds by contract;
+ * a fraction throws (RangeError) rather than being stored altered.
+ */
+function ms(epochMs: number): bigint {
+  return BigInt(epochMs);
+}
+
+function unavailable(message: string, cause?: unknown): CanopyError {
+  return new CanopyError('CANOPY_META_UNAVAILABLE', message, { cause });
+}
