@@ -53,31 +53,47 @@ const bounds = z
     message: 'give `above`, `below` or both',
   });
 
+/**
+ * The condition branches, keyed by the field that picks each one (`reasons`
+ * belongs to `anomaly`). validate.ts re-parses a condition that failed the
+ * union against the branch its fields name, so a user reads that branch's
+ * errors rather than six alternatives.
+ */
+export const CONDITION_BRANCHES = {
+  above: bounds,
+  below: bounds,
+  rateOfChange: z.strictObject({
+    rateOfChange: z.strictObject({
+      above: z.number().positive(),
+      per: duration.default('1m'),
+    }),
+  }),
+  anomaly: z.strictObject({
+    anomaly: z.literal(true),
+    reasons: z
+      .array(z.enum(['range', 'zscore', 'device']))
+      .min(1)
+      .optional(),
+  }),
+  anomalyRate: z.strictObject({
+    anomalyRate: z.strictObject({
+      above: z.number().min(0).max(1),
+      window: duration,
+      minReadings: z.number().int().positive().default(10),
+    }),
+  }),
+  all: z.strictObject({ all: z.array(z.lazy(() => conditionSchema)).min(1) }),
+  any: z.strictObject({ any: z.array(z.lazy(() => conditionSchema)).min(1) }),
+};
+
 export const conditionSchema: z.ZodType<Condition> = z.lazy(() =>
   z.union([
-    bounds,
-    z.strictObject({
-      rateOfChange: z.strictObject({
-        above: z.number().positive(),
-        per: duration.default('1m'),
-      }),
-    }),
-    z.strictObject({
-      anomaly: z.literal(true),
-      reasons: z
-        .array(z.enum(['range', 'zscore', 'device']))
-        .min(1)
-        .optional(),
-    }),
-    z.strictObject({
-      anomalyRate: z.strictObject({
-        above: z.number().min(0).max(1),
-        window: duration,
-        minReadings: z.number().int().positive().default(10),
-      }),
-    }),
-    z.strictObject({ all: z.array(conditionSchema).min(1) }),
-    z.strictObject({ any: z.array(conditionSchema).min(1) }),
+    CONDITION_BRANCHES.above,
+    CONDITION_BRANCHES.rateOfChange,
+    CONDITION_BRANCHES.anomaly,
+    CONDITION_BRANCHES.anomalyRate,
+    CONDITION_BRANCHES.all,
+    CONDITION_BRANCHES.any,
   ]),
 );
 
