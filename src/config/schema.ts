@@ -79,7 +79,7 @@ const notifier = z.discriminatedUnion('kind', [
       .min(16)
       .optional()
       .describe(
-        'Secret: never logged. Signs each body: `X-Canopy-Signature: sha256=<hex HMAC-SHA256>`.',
+        'Secret: never logged. Signs each request: `X-Canopy-Signature: sha256=<hex HMAC-SHA256(secret, "<X-Canopy-Timestamp>.<body>")>`, the timestamp in Unix seconds; receivers check it in constant time and refuse old timestamps.',
       ),
     headers: z.record(z.string(), z.string()).default({}),
     ...notifierCommon,
