@@ -11,6 +11,7 @@ import { renderErrorDocs } from '../core/error-docs.js';
 import { createLogger } from '../observability/logger.js';
 import { renderMetricsDocs } from '../observability/metrics-docs.js';
 import { startCanopy } from '../runtime/app.js';
+import { alertsCommand } from './alerts.js';
 import { ingestFile } from './ingest-file.js';
 import { JOBS, lakeCatalog, queryLake, runJob, type JobName } from './jobs.js';
 import { simulateCommand } from './simulate.js';
@@ -197,6 +198,8 @@ jobs
       fail(err);
     }
   });
+
+program.addCommand(alertsCommand({ load: (file) => load(file), fail }));
 
 const configCommand = program.command('config').description('configuration tools');
 configCommand

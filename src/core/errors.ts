@@ -163,6 +163,11 @@ export const ERROR_CODES = {
     summary:
       'A notifier could not deliver (receiver down, non-2xx answer, timeout, SMTP or SNS error); the outbox retries it with backoff.',
   },
+  CANOPY_API_UNREACHABLE: {
+    status: 503,
+    summary:
+      'A CLI command that talks to the running Canopy (`canopy alerts list|ack|snooze|resolve`) found no API at the configured address or `--url`.',
+  },
   CANOPY_SIMULATOR_TARGET_FAILED: {
     status: 502,
     summary: 'The simulator could not deliver to its target (broker or API down).',

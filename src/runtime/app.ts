@@ -1,12 +1,12 @@
 /**
  * Composition: builds a whole Canopy from a validated config — store,
- * pipeline, sources, API, housekeeping and (with --simulate) the simulator —
+ * pipeline, alerting, sources, API, housekeeping and (with --simulate) the simulator —
  * and stops it in the reverse order. With src/cli this is the only place
  * that picks concrete adapters.
  *
  * Shutdown order matters for "nothing acknowledged is lost": sources stop
  * taking new messages first, the pipeline drains its queue into the store,
- * then the store closes.
+ * alerting applies what those last commits changed, then the stores close.
  */
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
@@ -30,6 +30,7 @@ import { HttpPollSource } from '../sources/http-poll.js';
 import { FileDropSource } from '../sources/file-drop.js';
 import { BUILT_IN_WIDE_CSV_MAPPINGS } from '../ingest/index.js';
 import { createObjectStore, DuckDbHotStore, LocalObjectStore } from '../storage/index.js';
+import { startAlerting, type Alerting } from './alerting.js';
 import { startHousekeeping, type Housekeeping } from './housekeeping.js';
 import { createPipeline, type IngestPipeline } from './pipeline.js';
 import { startSimulation } from './simulation.js';
@@ -45,6 +46,8 @@ export interface CanopyApp {
   api: FastifyInstance;
   /** Export to bronze, then purge the hot window; also runs on `lake.exportIntervalMs`. */
   housekeeping: Housekeeping;
+  /** Rules, alerts and the notification outbox; null when `alerting.enabled` is false. */
+  alerting: Alerting | null;
   stop(): Promise<void>;
 }
 
@@ -125,16 +128,60 @@ export async function startCanopy(config: CanopyConfig, options: StartOptions): 
     stops.push(() => store.close());
     readiness.push({ name: 'hot-store', probe: () => store.countReadings().then(() => undefined) });
 
+    // Stopped after the pipeline drains (stops run in reverse), so the last commits are evaluated.
+    let alerting: Alerting | null = null;
+    stops.push(() => alerting?.stop() ?? Promise.resolve());
     const pipeline = await createPipeline(config, store, { clock, metrics, logger });
     stops.push(() => pipeline.drain());
 
     const lake = createObjectStore(config.lake, config.dataDir);
+    const quality = new QualityHistory(lake, clock);
+    if (config.alerting.enabled) {
+      const started = await startAlerting({
+        config,
+        hotStore: store,
+        quality,
+        clock,
+        metrics,
+        logger,
+      });
+      alerting = started;
+      pipeline.onCommit((readings, rejected) =>
+        started.service.readingsCommitted(readings, rejected),
+      );
+      readiness.push({
+        name: 'meta-store',
+        probe: () => started.store.outboxStats().then(() => undefined),
+      });
+    }
     stops.push(() => Promise.resolve(lake.close()));
     readiness.push({
       name: 'lake',
       probe: () => lake.head(LAKE_READINESS_KEY).then(() => undefined),
     });
-    const housekeeping = startHousekeeping({ config, store, lake, clock, metrics, logger });
+    const housekeeping = startHousekeeping({
+      config,
+      store,
+      lake,
+      clock,
+      metrics,
+      logger,
+      ...(alerting === null
+        ? {}
+        : {
+            alerts: alerting.store,
+            onStep: (step, error) =>
+              alerting?.observe({
+                kind: 'job',
+                name: `housekeeping-${step}`,
+                ok: error === undefined,
+                at: clock.now(),
+                ...(error === undefined
+                  ? {}
+                  : { error: error instanceof Error ? error.message : 'unknown error' }),
+              }),
+          }),
+    });
     stops.push(() => housekeeping.stop());
 
     const cacheDir = lakeCacheDir(config.lake.cacheDir, config.dataDir);
@@ -148,7 +195,8 @@ export async function startCanopy(config: CanopyConfig, options: StartOptions): 
       store,
       queries,
       catalog: () => buildCatalog(lake, { cacheDir }),
-      quality: new QualityHistory(lake, clock),
+      quality,
+      ...(alerting === null ? {} : { alerts: alerting.api }),
       metrics,
       logger,
       maxPayloadBytes: config.ingest.maxPayloadBytes,
@@ -248,6 +296,7 @@ export async function startCanopy(config: CanopyConfig, options: StartOptions): 
       mqttPort,
       api,
       housekeeping,
+      alerting,
       stop: stopAll,
     };
   } catch (err) {

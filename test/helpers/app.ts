@@ -2,6 +2,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import type { Clock } from '../../src/core/clock.js';
 import { loadConfig } from '../../src/config/load.js';
 import type { CanopyConfig, CanopyConfigInput } from '../../src/config/schema.js';
 import { silentLogger } from '../../src/observability/logger.js';
@@ -33,9 +34,10 @@ export function testConfig(overrides: CanopyConfigInput = {}, dataDir?: string):
 export async function startTestApp(
   overrides: CanopyConfigInput = {},
   dataDir?: string,
+  options: { clock?: Clock } = {},
 ): Promise<TestApp> {
   const config = testConfig(overrides, dataDir);
-  const app = await startCanopy(config, { logger: silentLogger() });
+  const app = await startCanopy(config, { logger: silentLogger(), ...options });
   return {
     ...app,
     dataDir: config.dataDir,
