@@ -12,6 +12,7 @@ import mqtt, { type MqttClient } from 'mqtt';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ManualClock } from '../src/core/clock.js';
 import { startTestApp, type TestApp } from './helpers/app.js';
+import { runCanopy } from './helpers/cli.js';
 import {
   signatureValid,
   startSmtpReceiver,
@@ -223,6 +224,47 @@ describe('the conservatory case', () => {
     expect(body.events.find((e) => e.kind === 'acknowledged')!.actor).toBe('ann');
     expect(body.notifications).toHaveLength(8);
     expect(body.notifications.every((n) => n.status === 'delivered')).toBe(true);
+
+    const metrics = (await h.app.api.inject({ method: 'GET', url: '/metrics' })).body;
+    const sample = (series: string) =>
+      Number(
+        metrics
+          .split('\n')
+          .find((l) => l.startsWith(`${series} `))
+          ?.split(' ')[1],
+      );
+    expect(sample('canopy_notifications_sent_total{notifier="webhook",channel="team"}')).toBe(4);
+    expect(sample('canopy_notifications_sent_total{notifier="email",channel="botanist"}')).toBe(4);
+    expect(sample('canopy_alert_events_total{kind="escalated",severity="critical"}')).toBe(1);
+    expect(sample('canopy_alerts{state="escalated",severity="critical"}')).toBe(0);
+    expect(sample('canopy_alert_outbox_pending')).toBe(0);
+  });
+
+  it('the CLI lists and acknowledges alerts of the running Canopy', async () => {
+    const h = await conservatory();
+    for (let i = 0; i < 3; i++) {
+      await h.publish([moisture(5)]);
+      await h.advance(MINUTE);
+    }
+    const url = `http://127.0.0.1:${h.app.httpPort}`;
+    const list = await runCanopy(['alerts', 'list', '--url', url, '--json'], {});
+    expect(list.code).toBe(0);
+    const [alert] = JSON.parse(list.stdout) as { id: string; state: string }[];
+    expect(alert).toMatchObject({ state: 'escalated' });
+
+    const ack = await runCanopy(['alerts', 'ack', alert!.id, '--url', url, '--by', 'ann'], {});
+    expect(ack.code).toBe(0);
+    expect(ack.stdout).toContain('acknowledged');
+    const table = await runCanopy(['alerts', 'list', '--url', url, '--state', 'acknowledged'], {});
+    expect(table.stdout.trim().split('\n')).toHaveLength(2);
+    expect(table.stdout).toContain('plant-moisture');
+
+    const again = await runCanopy(['alerts', 'ack', alert!.id, '--url', url], {});
+    expect(again.code).toBe(1);
+    expect(again.stderr).toContain('CANOPY_ALERT_INVALID_TRANSITION');
+    const nobody = await runCanopy(['alerts', 'list', '--url', 'http://127.0.0.1:9'], {});
+    expect(nobody.code).toBe(1);
+    expect(nobody.stderr).toContain('CANOPY_API_UNREACHABLE');
   });
 
   it('lists alerts by state, severity and sensor, and refuses acting on what is not there', async () => {

@@ -1,44 +1,20 @@
 /** The `canopy` command as a user runs it: exit codes, messages, and what lands in the store. */
-import { execFile } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
+import { runCanopy, type CliResult } from './helpers/cli.js';
 import { DuckDBInstance } from '@duckdb/node-api';
 import { systemClock } from '../src/core/clock.js';
 import { QualityHistory, type QualityRun } from '../src/lake/index.js';
 import { DuckDbHotStore, LocalObjectStore } from '../src/storage/index.js';
 import { startTestApp } from './helpers/app.js';
 
-const run = promisify(execFile);
-const repoRoot = path.resolve(import.meta.dirname, '..');
 const dataDir = mkdtempSync(path.join(tmpdir(), 'canopy-cli-'));
 afterAll(() => rmSync(dataDir, { recursive: true, force: true }));
 
-async function canopy(
-  args: string[],
-  env: Record<string, string> = {},
-): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await run(
-      process.execPath,
-      ['--import', 'tsx', 'src/cli/main.ts', ...args],
-      {
-        cwd: repoRoot,
-        env: {
-          PATH: process.env.PATH ?? '',
-          HOME: process.env.HOME ?? '',
-          CANOPY_DATA_DIR: dataDir,
-          ...env,
-        },
-      },
-    );
-    return { code: 0, stdout, stderr };
-  } catch (err) {
-    const e = err as { code: number; stdout: string; stderr: string };
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
-  }
+function canopy(args: string[], env: Record<string, string> = {}): Promise<CliResult> {
+  return runCanopy(args, { CANOPY_DATA_DIR: dataDir, ...env });
 }
 
 describe('canopy config check', () => {

@@ -1,40 +1,16 @@
 /** `canopy alerts rules check|export` run as a user runs them: a child process, exit codes, output. */
-import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
+import { runCanopy, type CliResult } from '../../test/helpers/cli.js';
 import { exportRules, parseRules, STARTER_RULES } from '../alerts/rules/index.js';
 
-const run = promisify(execFile);
-const repoRoot = path.resolve(import.meta.dirname, '../..');
 const dataDir = mkdtempSync(path.join(tmpdir(), 'canopy-alerts-cli-'));
 afterAll(() => rmSync(dataDir, { recursive: true, force: true }));
 
-async function canopy(
-  args: string[],
-  env: Record<string, string> = {},
-): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await run(
-      process.execPath,
-      ['--import', 'tsx', 'src/cli/main.ts', ...args],
-      {
-        cwd: repoRoot,
-        env: {
-          PATH: process.env.PATH ?? '',
-          HOME: process.env.HOME ?? '',
-          CANOPY_DATA_DIR: dataDir,
-          ...env,
-        },
-      },
-    );
-    return { code: 0, stdout, stderr };
-  } catch (err) {
-    const e = err as { code: number; stdout: string; stderr: string };
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
-  }
+function canopy(args: string[], env: Record<string, string> = {}): Promise<CliResult> {
+  return runCanopy(args, { CANOPY_DATA_DIR: dataDir, ...env });
 }
 
 const logOnly = { channels: new Set(['log']), sensors: [], sensorTypes: {} };
