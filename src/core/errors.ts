@@ -168,6 +168,30 @@ export const ERROR_CODES = {
     summary:
       'A CLI command that talks to the running Canopy (`canopy alerts list|ack|snooze|resolve`) found no API at the configured address or `--url`.',
   },
+  CANOPY_WORKFLOW_NOT_FOUND: {
+    status: 404,
+    summary: 'No workflow has that name, or no run has that id.',
+  },
+  CANOPY_WORKFLOW_CALLBACK_UNKNOWN: {
+    status: 404,
+    summary:
+      'No task waits on that callback token: it never existed, was already completed, or its run ended.',
+  },
+  CANOPY_WORKFLOW_INVALID: {
+    status: 500,
+    summary:
+      'A workflow definition is wrong (unknown or cyclic dependency, duplicate task id, choice branch naming a task that does not depend on it, bad cron expression or time zone).',
+  },
+  CANOPY_WORKFLOW_BAD_REQUEST: {
+    status: 400,
+    summary:
+      'A workflow request is wrong: a backfill range that is empty, reversed or too long, a slot that is not one of the schedule’s, a run of a paused workflow.',
+  },
+  CANOPY_WORKFLOW_TASK_FAILED: {
+    status: 500,
+    summary:
+      'A workflow task failed (its own error, a timeout, or a callback completed with an error); the run records each attempt.',
+  },
   CANOPY_SIMULATOR_TARGET_FAILED: {
     status: 502,
     summary: 'The simulator could not deliver to its target (broker or API down).',

@@ -305,6 +305,49 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly workflowRuns = new Counter({
+    name: 'canopy_workflow_runs_total',
+    help: 'Finished workflow runs by workflow and result (succeeded, failed, cancelled).',
+    labelNames: ['workflow', 'result'] as const,
+    registers: [this.registry],
+  });
+
+  readonly workflowRunDuration = new Histogram({
+    name: 'canopy_workflow_run_duration_seconds',
+    help: 'Time from a workflow run’s creation to its end, by workflow (callback waits included).',
+    labelNames: ['workflow'] as const,
+    buckets: [0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600, 4 * 3600, 24 * 3600],
+    registers: [this.registry],
+  });
+
+  readonly workflowTaskAttempts = new Counter({
+    name: 'canopy_workflow_task_attempts_total',
+    help: 'Task attempts by workflow and outcome (succeeded, failed, timed-out, interrupted).',
+    labelNames: ['workflow', 'outcome'] as const,
+    registers: [this.registry],
+  });
+
+  readonly workflowDeadlineMisses = new Counter({
+    name: 'canopy_workflow_deadline_misses_total',
+    help: 'Workflow runs still unfinished at their deadline, by workflow.',
+    labelNames: ['workflow'] as const,
+    registers: [this.registry],
+  });
+
+  readonly workflowRunsActive = new Gauge({
+    name: 'canopy_workflow_runs_active',
+    help: 'Unfinished workflow runs driven by this instance, by workflow and state (running, waiting).',
+    labelNames: ['workflow', 'state'] as const,
+    registers: [this.registry],
+  });
+
+  readonly workflowLastSuccess = new Gauge({
+    name: 'canopy_workflow_last_success_timestamp_seconds',
+    help: 'When a run of the workflow last succeeded, Unix time (set by the instance that ran it).',
+    labelNames: ['workflow'] as const,
+    registers: [this.registry],
+  });
+
   constructor(options: MetricsOptions = {}) {
     this.recording = options.recording ?? true;
     if (!this.recording) {
