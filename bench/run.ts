@@ -1,5 +1,5 @@
 /**
- * `npm run bench [-- <scenario> ...]`: runs the throughput scenarios of
+ * `npm run bench [-- <scenario> ...]`: runs the throughput and latency scenarios of
  * DESIGN §7 (all of them, or those named), writes one JSON file per scenario
  * to bench/results/<scenario>.json and prints a summary table.
  *
@@ -21,8 +21,9 @@ import { lake } from './scenarios/lake.js';
 import { metricsCost } from './scenarios/metrics-cost.js';
 import { mqttBatch } from './scenarios/mqtt-batch.js';
 import { mqttSingle } from './scenarios/mqtt-single.js';
+import { alertLatency } from './scenarios/alert-latency.js';
 
-const SCENARIOS: Scenario[] = [mqttSingle, mqttBatch, httpBatch, lake, metricsCost];
+const SCENARIOS: Scenario[] = [mqttSingle, mqttBatch, httpBatch, lake, metricsCost, alertLatency];
 const RESULTS_DIR = path.join(repoRoot, 'bench', 'results');
 
 interface ScenarioReport extends Partial<ScenarioOutcome> {
@@ -91,15 +92,7 @@ function pickScenarios(args: string[]): Scenario[] {
 const fmt = new Intl.NumberFormat('en-US');
 
 function table(reports: ScenarioReport[]): string {
-  const header = [
-    'figure',
-    'Canopy readings/s',
-    'peer / limit',
-    'peer readings/s',
-    'ratio',
-    'target',
-    'result',
-  ];
+  const header = ['figure', 'Canopy', 'peer / limit', 'peer', 'ratio', 'target', 'result'];
   const rows: string[][] = [];
   for (const r of reports) {
     if (r.error !== undefined) {
@@ -118,9 +111,9 @@ function table(reports: ScenarioReport[]): string {
       const verified = r.verification?.ok ?? false;
       rows.push([
         f.name,
-        fmt.format(f.value),
+        `${fmt.format(f.value)} ${f.unit}`,
         f.peer.name,
-        fmt.format(f.peer.value),
+        `${fmt.format(f.peer.value)} ${f.unit}`,
         f.ratio.toFixed(2),
         f.target.text,
         f.pass ? 'PASS' : verified ? 'FAIL' : 'FAIL (not verified)',

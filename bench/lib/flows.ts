@@ -21,6 +21,16 @@ export function logRun(run: MeasuredRun | RunRecord): void {
       `${run.otherCpu === null ? '' : `, others ${Math.round(run.otherCpu * 100)}%`}` +
       `${run.errors > 0 ? `; ${run.errors} ERRORS: ${run.firstError}` : ''})`,
   );
+  if (run.triggers) {
+    const t = run.triggers;
+    const l = t.alertLatencyMs;
+    const a = t.pubackLatencyMs;
+    console.log(
+      `      alerts: ${fmt.format(t.measured)} measured triggers (${fmt.format(t.sent)} sent, ${fmt.format(t.notified)} notified, ${t.duplicates} duplicates);` +
+        ` publish → webhook p50/p95/p99/max ${l.p50}/${l.p95}/${l.p99}/${l.max} ms;` +
+        ` publish → PUBACK ${a.p50}/${a.p95}/${a.p99}/${a.max} ms`,
+    );
+  }
   if ('commits' in run && run.commits) {
     const c = run.commits;
     console.log(

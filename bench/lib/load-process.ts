@@ -71,6 +71,8 @@ export class LoadProcess {
     generatedReadings: number;
     generatedBytes: number;
     generateMs: number;
+    /** With `params.receiver`: the port of the child's webhook receiver. */
+    receiverPort?: number;
   }> {
     const child = fork(path.join(repoRoot, 'bench', 'load', `${script}.ts`), [], {
       cwd: repoRoot,
@@ -87,6 +89,7 @@ export class LoadProcess {
       generatedReadings: ready.generatedReadings,
       generatedBytes: ready.generatedBytes,
       generateMs: ready.generateMs,
+      ...(ready.receiverPort === undefined ? {} : { receiverPort: ready.receiverPort }),
     };
   }
 

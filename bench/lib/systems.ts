@@ -2,7 +2,7 @@
  * The systems under test, all hosted by the bench process on 127.0.0.1 with
  * port 0: Canopy itself, and the bare peers that give each scenario its limit.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import net, { type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -22,16 +22,29 @@ export interface BenchCanopy {
   dispose(): Promise<void>;
 }
 
+export interface BenchCanopyOptions {
+  /** Replaces the instance's own registry (metrics-cost passes one with recording off). */
+  metrics?: Metrics;
+  /**
+   * Alert rules (YAML), written to `<dataDir>/alert-rules.yaml` before the
+   * start; without it Canopy writes its starter rules there (log channel only).
+   */
+  alertRules?: string;
+  /** The `alerting` config section (e.g. notifiers); rulesFile is the file above. */
+  alerting?: Record<string, unknown>;
+}
+
 /**
  * A full Canopy (pipeline, stream checks, DuckDB file store, embedded broker,
- * API) on a fresh temp data dir, silent logs, simulator off, ports 0.
+ * API, alerting) on a fresh temp data dir, silent logs, simulator off, ports 0.
  * `BENCH_TMPDIR` chooses where the data dir goes (default: the OS temp dir).
- * `metrics` replaces the instance's own registry (the metrics-cost scenario
- * passes one with recording off).
  */
-export async function startBenchCanopy(metrics?: Metrics): Promise<BenchCanopy> {
+export async function startBenchCanopy(options: BenchCanopyOptions = {}): Promise<BenchCanopy> {
+  const { metrics } = options;
   const dataDir = mkdtempSync(path.join(process.env.BENCH_TMPDIR ?? tmpdir(), 'canopy-bench-'));
   try {
+    const rulesFile = path.join(dataDir, 'alert-rules.yaml');
+    if (options.alertRules !== undefined) writeFileSync(rulesFile, options.alertRules);
     const { config } = loadConfig({
       env: {},
       overrides: (raw) => {
@@ -41,6 +54,9 @@ export async function startBenchCanopy(metrics?: Metrics): Promise<BenchCanopy> 
           http: { host: '127.0.0.1', port: 0 },
           mqtt: { embedded: { host: '127.0.0.1', port: 0 } },
           simulator: { enabled: false },
+          ...(options.alerting === undefined
+            ? {}
+            : { alerting: { ...options.alerting, rulesFile } }),
         });
       },
     });

@@ -1,22 +1,25 @@
 /** What a scenario returns; bench/run.ts adds the machine and date and writes the JSON. */
 import type { MeasuredRun } from './load-process.js';
 import type { CommitStats, ProfileSummary } from './probe.js';
+import type { LatencySummary } from '../load/protocol.js';
 
 export type Target =
   /** figure ÷ peer figure must reach `min`. */
   | { kind: 'ratio'; min: number; text: string }
   /** the figure itself must reach `min` (readings/s). */
-  | { kind: 'absolute'; min: number; text: string };
+  | { kind: 'absolute'; min: number; text: string }
+  /** the figure itself must stay below `max` (a latency, ms). */
+  | { kind: 'max'; max: number; text: string };
 
 export interface Figure {
   /** e.g. `mqtt-single` or `http-batch/ndjson`. */
   name: string;
-  /** Canopy's acknowledged readings per second. */
+  /** Canopy's acknowledged readings per second, or a latency percentile (ms). */
   value: number;
-  unit: 'readings/s';
+  unit: 'readings/s' | 'ms';
   /** The limit or peer measured in the same run. */
   peer: { name: string; value: number };
-  /** value ÷ peer.value. */
+  /** value ÷ peer.value (for a latency: how many times the peer's). */
   ratio: number;
   target: Target;
   /** The target is met and the run verified (nothing lost, no errors). */
@@ -47,6 +50,8 @@ export interface RunRecord extends MeasuredRun {
   commits?: CommitStats;
   /** Canopy runs with --profile: where the main thread's time went. */
   profile?: ProfileSummary;
+  /** alert-latency: durations of the alert store's calls over the whole run (warm-up included), ms. */
+  alertStore?: Record<string, LatencySummary>;
 }
 
 /** One timed run of a batch scenario (the lake): a fixed amount of work, timed end to end. */
@@ -88,8 +93,14 @@ export function figure(
   peer: { name: string; value: number },
   target: Target,
   verified: boolean,
+  unit: Figure['unit'] = 'readings/s',
 ): Figure {
   const ratio = peer.value > 0 ? Math.round((canopy / peer.value) * 1000) / 1000 : 0;
-  const met = target.kind === 'ratio' ? ratio >= target.min : canopy >= target.min;
-  return { name, value: canopy, unit: 'readings/s', peer, ratio, target, pass: met && verified };
+  const met =
+    target.kind === 'ratio'
+      ? ratio >= target.min
+      : target.kind === 'absolute'
+        ? canopy >= target.min
+        : canopy < target.max;
+  return { name, value: canopy, unit, peer, ratio, target, pass: met && verified };
 }

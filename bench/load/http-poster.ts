@@ -13,7 +13,7 @@ const CONTENT_TYPES = {
   'json-object': 'application/json',
 };
 
-serveLoad((spec, params) => {
+await serveLoad((spec, params) => {
   const target = spec.target;
   if (target.kind !== 'http') throw new Error('http-poster needs an http target');
   const set = params.sets.find((s) => s.name === spec.set);

@@ -7,7 +7,7 @@ import { serveLoad } from './child.js';
 
 let clients = 0;
 
-serveLoad(async (spec) => {
+await serveLoad(async (spec) => {
   const target = spec.target;
   if (target.kind !== 'mqtt') throw new Error('mqtt-publisher needs an mqtt target');
   const client = await mqtt.connectAsync(`mqtt://127.0.0.1:${target.port}`, {

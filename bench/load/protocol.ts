@@ -15,6 +15,28 @@ export interface LoadParams {
   sensors: number;
   /** Fleet seed, so a run is reproducible. */
   seed: number;
+  /**
+   * Start a webhook receiver (HTTP on 127.0.0.1, port 0) that records alert
+   * notifications by `alert.sensorId`; its port comes with `ready`.
+   */
+  receiver?: boolean;
+}
+
+/**
+ * A paced run (instead of a windowed one): units go out at a steady rate,
+ * and trigger readings are interleaved for the alert-latency scenario.
+ */
+export interface PacedLoad {
+  /** Units (messages) sent per second, evenly spaced. */
+  unitsPerSecond: number;
+  /**
+   * One reading per trigger message, for a sensor never seen before
+   * (`<sensorPrefix><n>`, n counting on across runs) with this value. Gaps
+   * between triggers are uniform in [minGapMs, maxGapMs].
+   */
+  triggers: { sensorPrefix: string; value: number; minGapMs: number; maxGapMs: number };
+  /** After the drain, how long to wait for the notifications still missing. */
+  notificationTimeoutMs: number;
 }
 
 export interface MqttTarget {
@@ -50,6 +72,37 @@ export interface RunSpec {
   /** Measurement ends at this many acknowledged readings or after measureMs, whichever is first. */
   measureReadings: number;
   measureMs: number;
+  /** Paced instead of windowed: `window` then only caps what is in flight. */
+  pace?: PacedLoad;
+}
+
+/** Latency summary, ms. */
+export interface LatencySummary {
+  count: number;
+  p50: number;
+  p95: number;
+  p99: number;
+  max: number;
+}
+
+/** What a paced run's triggers gave (measured by the child: one clock at both ends). */
+export interface TriggerResult {
+  /** Triggers sent in the whole run (warm-up, measurement), each expecting one notification. */
+  sent: number;
+  /** Triggers sent during the measured window. */
+  measured: number;
+  /** Triggers of this run with a notification received. */
+  notified: number;
+  /** Notifications beyond the first for a trigger of this run. */
+  duplicates: number;
+  /** Notifications so far (this process, every run) for no trigger it sent; expected 0. */
+  unknown: number;
+  /** Publish → webhook received, over the measured triggers that were notified. */
+  alertLatencyMs: LatencySummary;
+  /** Publish → PUBACK of the same measured trigger messages (broker + durable commit). */
+  pubackLatencyMs: LatencySummary;
+  /** How long after the drain the last notification of the run arrived, ms. */
+  lastNotificationAfterDrainMs: number;
 }
 
 export interface Percentiles {
@@ -84,12 +137,21 @@ export interface RunResult {
   ackLatencyMs: Percentiles;
   /** CPU the load generator used over the measured window, as a share of one core (1 = 100 %). */
   loadCpu: number;
+  /** Paced runs only. */
+  triggers?: TriggerResult;
 }
 
 export type ParentMessage = { type: 'run'; spec: RunSpec } | { type: 'exit' };
 
 export type ChildMessage =
-  | { type: 'ready'; generatedReadings: number; generatedBytes: number; generateMs: number }
+  | {
+      type: 'ready';
+      generatedReadings: number;
+      generatedBytes: number;
+      generateMs: number;
+      /** With `LoadParams.receiver`: the webhook receiver's port. */
+      receiverPort?: number;
+    }
   | { type: 'measuring' }
   | { type: 'measured' }
   | { type: 'result'; result: RunResult }

@@ -60,7 +60,7 @@ export const metricsCost: Scenario = {
     try {
       const started: BenchCanopy[] = [];
       const start = async (metrics: Metrics): Promise<BenchCanopy> => {
-        const canopy = await startBenchCanopy(metrics);
+        const canopy = await startBenchCanopy({ metrics });
         started.push(canopy);
         return canopy;
       };
