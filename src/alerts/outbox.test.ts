@@ -11,7 +11,7 @@ import {
   outboxFixture,
   payloadFixture,
 } from '../storage/meta/alert-store.conformance.js';
-import { DuckDbAlertStore } from '../storage/meta/duckdb-alert-store.js';
+import { DuckDbMetaStore } from '../storage/meta/duckdb-meta-store.js';
 import { captureLines } from '../../test/helpers/logs.js';
 import {
   answerStatus,
@@ -43,7 +43,7 @@ let metrics: Metrics;
 const cleanups: (() => Promise<void>)[] = [];
 
 beforeEach(async () => {
-  store = new DuckDbAlertStore({ path: ':memory:' });
+  store = new DuckDbMetaStore({ path: ':memory:' });
   await store.open();
   clock = new ManualClock(FIXTURE_T0);
   metrics = new Metrics({ defaultMetrics: false });

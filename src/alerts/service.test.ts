@@ -8,7 +8,7 @@ import { ManualClock } from '../core/clock.js';
 import { isCanopyError } from '../core/errors.js';
 import { createLogger, silentLogger } from '../observability/logger.js';
 import { Metrics } from '../observability/metrics.js';
-import { DuckDbAlertStore } from '../storage/meta/duckdb-alert-store.js';
+import { DuckDbMetaStore } from '../storage/meta/duckdb-meta-store.js';
 import { MIN, T0, counter, makeEngine, reading, rules } from './engine.fixture.js';
 import type { KnownSensor } from './engine.js';
 import { AlertService } from './service.js';
@@ -76,7 +76,7 @@ describe('AlertService over the DuckDB alert store', () => {
   ) {
     const dir = o.dir ?? (await mkdtemp(path.join(tmpdir(), 'canopy-alert-service-')));
     if (o.dir === undefined) cleanups.push(() => rm(dir, { recursive: true, force: true }));
-    const real = new DuckDbAlertStore({ path: path.join(dir, 'meta.duckdb') });
+    const real = new DuckDbMetaStore({ path: path.join(dir, 'meta.duckdb') });
     await real.open();
     let closed = false;
     const close = async () => {

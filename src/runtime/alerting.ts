@@ -33,7 +33,7 @@ import type { AlertApiDeps } from '../api/alerts.js';
 import type { QualityHistory } from '../lake/index.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
-import { openAlertStore } from '../storage/index.js';
+import { openMetaStore } from '../storage/index.js';
 
 /** How often finished quality runs (written by any process into the lake) are looked for. */
 const QUALITY_POLL_MS = 60_000;
@@ -83,7 +83,7 @@ export async function startAlerting(deps: {
   const context = ruleContextOf(config);
   const rules = await ensureRulesFile(rulesFile, context);
 
-  const store = openAlertStore(config.meta, config.dataDir, logger);
+  const store = openMetaStore(config.meta, config.dataDir, logger);
   await store.open();
   const closers: (() => Promise<void>)[] = [() => store.close()];
   const stop = async (): Promise<void> => {

@@ -23,13 +23,13 @@ export { LocalObjectStore, type LocalObjectStoreOptions } from './local-object-s
 export { S3ObjectStore, type S3ObjectStoreOptions } from './s3-object-store.js';
 export { assertValidKey, assertValidPrefix, compareKeys, isValidKey } from './object-store-key.js';
 export {
-  DuckDbAlertStore,
+  DuckDbMetaStore,
   MAX_ALERT_LIMIT,
   META_MIGRATIONS,
-  PostgresAlertStore,
-  openAlertStore,
-  type DuckDbAlertStoreOptions,
+  PostgresMetaStore,
+  openMetaStore,
+  type DuckDbMetaStoreOptions,
   type MetaDialect,
   type MetaMigration,
-  type PostgresAlertStoreOptions,
+  type PostgresMetaStoreOptions,
 } from './meta/index.js';

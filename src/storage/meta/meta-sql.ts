@@ -148,8 +148,87 @@ const V1_ALERTS: MetaMigration = {
   },
 };
 
+/**
+ * Workflow run history. As in v1, DuckDB tables carry no keys (every one of
+ * these rows is updated later): the adapter writes runs insert-where-absent
+ * (which also keeps (workflow, slot) unique, inside the createRun
+ * transaction) and tasks and attempts update-then-insert-where-absent.
+ * PostgreSQL has the keys, and a partial unique index on (workflow, slot)
+ * that makes two processes' createRun for one slot race safely.
+ *
+ * `position` keeps a run's tasks in declaration order. JSON columns (params,
+ * output) always hold a JSON text, so a task output of JSON `null` is not
+ * SQL NULL.
+ */
+const V2_WORKFLOWS: MetaMigration = {
+  version: 2,
+  description: 'workflow runs, task instances, task attempts, paused workflows',
+  statements: (d) => {
+    const pg = d.kind === 'postgres';
+    const text = pg ? 'text' : 'VARCHAR';
+    const json = pg ? 'jsonb' : 'VARCHAR';
+    const bool = pg ? 'boolean' : 'BOOLEAN';
+    const key = (cols: string): string => (pg ? `, PRIMARY KEY (${cols})` : '');
+    const oneOf = (col: string, values: readonly string[], nullable = false): string =>
+      `${col} ${text}${nullable ? '' : ' NOT NULL'} CHECK (${col} IN (${values.map((v) => `'${v}'`).join(', ')}))`;
+    const unfinished = `state IN ('running', 'waiting')`;
+    return [
+      `CREATE TABLE ${d.table('workflow_runs')} (
+        id               ${text} NOT NULL,
+        workflow         ${text} NOT NULL,
+        slot             BIGINT,
+        ${oneOf('trigger', ['schedule', 'catch-up', 'manual', 'backfill'])},
+        ${oneOf('state', ['running', 'waiting', 'succeeded', 'failed', 'cancelled'])},
+        params           ${json} NOT NULL,
+        created_at       BIGINT NOT NULL,
+        finished_at      BIGINT,
+        deadline_at      BIGINT,
+        deadline_missed  ${bool} NOT NULL,
+        error            ${text},
+        owner            ${text},
+        lease_expires_at BIGINT${key('id')}
+      )`,
+      `CREATE TABLE ${d.table('workflow_tasks')} (
+        run_id          ${text} NOT NULL,
+        task_id         ${text} NOT NULL,
+        position        INTEGER NOT NULL,
+        ${oneOf('state', ['pending', 'running', 'retrying', 'waiting', 'succeeded', 'failed', 'skipped'])},
+        attempts        INTEGER NOT NULL,
+        started_at      BIGINT,
+        finished_at     BIGINT,
+        next_attempt_at BIGINT,
+        output          ${json} NOT NULL,
+        error           ${text},
+        callback_token  ${text}${key('run_id, task_id')}
+      )`,
+      `CREATE TABLE ${d.table('workflow_task_attempts')} (
+        run_id      ${text} NOT NULL,
+        task_id     ${text} NOT NULL,
+        attempt     INTEGER NOT NULL,
+        started_at  BIGINT NOT NULL,
+        finished_at BIGINT,
+        ${oneOf('outcome', ['succeeded', 'failed', 'timed-out', 'interrupted'], true)},
+        error       ${text}${key('run_id, task_id, attempt')}
+      )`,
+      `CREATE TABLE ${d.table('workflow_paused')} (
+        workflow ${text} NOT NULL${key('workflow')}
+      )`,
+      ...(pg
+        ? [
+            `CREATE UNIQUE INDEX workflow_runs_slot ON ${d.table('workflow_runs')} (workflow, slot) WHERE slot IS NOT NULL`,
+            `CREATE INDEX workflow_runs_workflow_created ON ${d.table('workflow_runs')} (workflow, created_at)`,
+            `CREATE INDEX workflow_runs_created ON ${d.table('workflow_runs')} (created_at)`,
+            `CREATE INDEX workflow_runs_unfinished ON ${d.table('workflow_runs')} (created_at) WHERE ${unfinished}`,
+            `CREATE INDEX workflow_runs_owner ON ${d.table('workflow_runs')} (owner) WHERE ${unfinished}`,
+            `CREATE INDEX workflow_tasks_token ON ${d.table('workflow_tasks')} (callback_token) WHERE callback_token IS NOT NULL`,
+          ]
+        : []),
+    ];
+  },
+};
+
 /** Every migration of the metadata store, in order. Append only. */
-export const META_MIGRATIONS: readonly MetaMigration[] = [V1_ALERTS];
+export const META_MIGRATIONS: readonly MetaMigration[] = [V1_ALERTS, V2_WORKFLOWS];
 
 /** Throws unless versions run 1, 2, 3, … (a programming error, caught by the first open in tests). */
 export function checkMigrations(migrations: readonly MetaMigration[]): void {
@@ -340,20 +419,20 @@ function mismatch(expected: string, v: unknown): Error {
   return new Error(`metadata store: expected ${expected}, got ${typeof v} ${String(v)}`);
 }
 
-function str(v: unknown): string {
+export function str(v: unknown): string {
   if (typeof v !== 'string') throw mismatch('a string', v);
   return v;
 }
 
 /** Numbers arrive as number (DOUBLE, INTEGER), bigint (DuckDB BIGINT) or string (pg int8). */
-function num(v: unknown): number {
+export function num(v: unknown): number {
   if (typeof v === 'number') return v;
   if (typeof v === 'bigint') return Number(v);
   if (typeof v === 'string' && v.trim() !== '' && Number.isFinite(Number(v))) return Number(v);
   throw mismatch('a number', v);
 }
 
-function nullable<T>(v: unknown, read: (v: unknown) => T): T | null {
+export function nullable<T>(v: unknown, read: (v: unknown) => T): T | null {
   return v === null || v === undefined ? null : read(v);
 }
 

@@ -1,7 +1,8 @@
 /**
- * The default metadata store: alerts, their events, the notification outbox
- * and the evaluator's subject states in one DuckDB file of their own
- * (`<dataDir>/meta.duckdb`), written by this process only.
+ * The default metadata store: alerts, their events, the notification outbox,
+ * the evaluator's subject states and workflow run history in one DuckDB file
+ * of their own (`<dataDir>/meta.duckdb`), written by this process only. The
+ * workflow queries live in duckdb-workflows.ts; this class queues them.
  *
  * Not the hot-store file: metadata is small, row-at-a-time and updated in
  * place, and keeping it apart keeps those transactions off the ingest commit
@@ -33,14 +34,23 @@ import type {
   AlertChanges,
   AlertEvent,
   AlertFilter,
-  AlertStore,
   DeliveryOutcome,
   OutboxEntry,
   OutboxStats,
   SubjectState,
 } from '../../core/alerts.js';
 import { CanopyError } from '../../core/errors.js';
+import type { MetaStore } from '../../core/meta.js';
 import { SerialQueue } from '../../core/serial-queue.js';
+import type {
+  RunDetail,
+  RunFilter,
+  TaskAttempt,
+  TaskInstance,
+  WorkflowRun,
+} from '../../core/workflows.js';
+import { Params, bind, inTransaction, ms, placeholders } from './duckdb-sql.js';
+import * as workflows from './duckdb-workflows.js';
 import {
   ALERT_COLUMNS,
   EVENT_COLUMNS,
@@ -64,7 +74,7 @@ import {
   type MetaMigration,
 } from './meta-sql.js';
 
-export interface DuckDbAlertStoreOptions {
+export interface DuckDbMetaStoreOptions {
   /** Database file (its folder is created if missing), or `:memory:`. */
   path: string;
   logger?: Logger;
@@ -132,7 +142,7 @@ const RESOLVED_BEFORE = `state = 'resolved' AND resolved_at < $1`;
  */
 const openFiles = new Set<string>();
 
-export class DuckDbAlertStore implements AlertStore {
+export class DuckDbMetaStore implements MetaStore {
   private readonly dbPath: string;
   private readonly log: Logger;
   private readonly migrations: readonly MetaMigration[];
@@ -143,7 +153,7 @@ export class DuckDbAlertStore implements AlertStore {
   /** One connection, one operation at a time: a transaction must not interleave with another call. */
   private readonly queue = new SerialQueue();
 
-  constructor(options: DuckDbAlertStoreOptions) {
+  constructor(options: DuckDbMetaStoreOptions) {
     this.dbPath = options.path === ':memory:' ? ':memory:' : path.resolve(options.path);
     this.log = (options.logger ?? pino({ level: 'silent' })).child({ adapter: 'duckdb' });
     this.migrations = options.migrations ?? META_MIGRATIONS;
@@ -483,20 +493,57 @@ export class DuckDbAlertStore implements AlertStore {
       }),
     );
   }
-}
 
-/** Runs `work` in one transaction on `conn`, rolled back on any failure. */
-async function inTransaction<T>(conn: DuckDBConnection, work: () => Promise<T>): Promise<T> {
-  await conn.run('BEGIN TRANSACTION');
-  try {
-    const result = await work();
-    await conn.run('COMMIT');
-    return result;
-  } catch (err) {
-    // A failed statement already aborted DuckDB's transaction; ROLLBACK ends
-    // it either way (and fails only if none is active).
-    await conn.run('ROLLBACK').catch(() => undefined);
-    throw err;
+  createRun(run: WorkflowRun, tasks: readonly TaskInstance[]): Promise<boolean> {
+    return this.use((conn) => workflows.createRun(conn, run, tasks));
+  }
+
+  claimRun(runId: string, owner: string, leaseUntil: number, now: number): Promise<boolean> {
+    return this.use((conn) => workflows.claimRun(conn, runId, owner, leaseUntil, now));
+  }
+
+  renewLeases(owner: string, leaseUntil: number): Promise<void> {
+    return this.use((conn) => workflows.renewLeases(conn, owner, leaseUntil));
+  }
+
+  saveProgress(
+    run: WorkflowRun,
+    tasks: readonly TaskInstance[],
+    attempts: readonly TaskAttempt[],
+  ): Promise<void> {
+    return this.use((conn) => workflows.saveProgress(conn, run, tasks, attempts));
+  }
+
+  getRun(runId: string): Promise<RunDetail | undefined> {
+    return this.use((conn) => workflows.getRun(conn, runId));
+  }
+
+  listRuns(filter: RunFilter): Promise<WorkflowRun[]> {
+    return this.use((conn) => workflows.listRuns(conn, filter));
+  }
+
+  unfinishedRuns(): Promise<WorkflowRun[]> {
+    return this.use((conn) => workflows.unfinishedRuns(conn));
+  }
+
+  lastSlot(workflow: string): Promise<number | null> {
+    return this.use((conn) => workflows.lastSlot(conn, workflow));
+  }
+
+  findByToken(token: string): Promise<TaskInstance | undefined> {
+    return this.use((conn) => workflows.findByToken(conn, token));
+  }
+
+  setPaused(workflow: string, paused: boolean): Promise<void> {
+    return this.use((conn) => workflows.setPaused(conn, workflow, paused));
+  }
+
+  pausedWorkflows(): Promise<Set<string>> {
+    return this.use((conn) => workflows.pausedWorkflows(conn));
+  }
+
+  purgeRuns(before: number): Promise<number> {
+    return this.use((conn) => workflows.purgeRuns(conn, before));
   }
 }
 
@@ -510,41 +557,6 @@ async function deleteSubjectState(
     [ruleId, subject],
     [VARCHAR, VARCHAR],
   );
-}
-
-/** Bound parameters for a WHERE clause; values never enter the SQL text. */
-class Params {
-  readonly values: DuckDBValue[] = [];
-  readonly types: DuckDBType[] = [];
-
-  add(value: DuckDBValue, type: DuckDBType): string {
-    this.values.push(value);
-    this.types.push(type);
-    return `$${this.values.length}`;
-  }
-}
-
-function placeholders(n: number): string {
-  return Array.from({ length: n }, (_, i) => `$${i + 1}`).join(', ');
-}
-
-/** Values with their types; epoch-ms and other BIGINT cells as bigint, as DuckDB binds them. */
-function bind(
-  values: readonly (string | number | null)[],
-  types: readonly DuckDBType[],
-): [DuckDBValue[], DuckDBType[]] {
-  return [
-    values.map((v, i) => (types[i] === BIGINT && typeof v === 'number' ? ms(v) : v)),
-    [...types],
-  ];
-}
-
-/**
- * Epoch ms as a BIGINT parameter. Times are whole milliseconds by contract;
- * a fraction throws (RangeError) rather than being stored altered.
- */
-function ms(epochMs: number): bigint {
-  return BigInt(epochMs);
 }
 
 function unavailable(message: string, cause?: unknown): CanopyError {

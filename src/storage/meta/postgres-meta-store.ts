@@ -1,7 +1,8 @@
 /**
  * The PostgreSQL metadata store (`meta.kind: postgres`): the same tables as
  * the DuckDB one, in their own schema (default `canopy_meta`, created if
- * missing), so several Canopy processes can share alert state.
+ * missing), so several Canopy processes can share alert state and workflow
+ * run history. The workflow queries live in postgres-workflows.ts.
  *
  * Here the tables carry primary keys: alerts and subject states upsert with
  * ON CONFLICT … DO UPDATE, outbox entries insert with ON CONFLICT DO NOTHING.
@@ -15,13 +16,20 @@ import type {
   AlertChanges,
   AlertEvent,
   AlertFilter,
-  AlertStore,
   DeliveryOutcome,
   OutboxEntry,
   OutboxStats,
   SubjectState,
 } from '../../core/alerts.js';
 import { CanopyError } from '../../core/errors.js';
+import type { MetaStore } from '../../core/meta.js';
+import type {
+  RunDetail,
+  RunFilter,
+  TaskAttempt,
+  TaskInstance,
+  WorkflowRun,
+} from '../../core/workflows.js';
 import {
   ALERT_COLUMNS,
   EVENT_COLUMNS,
@@ -44,8 +52,9 @@ import {
   type MetaDialect,
   type MetaMigration,
 } from './meta-sql.js';
+import * as workflows from './postgres-workflows.js';
 
-export interface PostgresAlertStoreOptions {
+export interface PostgresMetaStoreOptions {
   /** `postgres://user:password@host:port/database`; when set, the fields below are ignored except `schema`. */
   connectionString?: string | undefined;
   host?: string | undefined;
@@ -116,7 +125,7 @@ function castPlaceholders(casts: readonly string[]): string {
   return casts.map((cast, i) => `$${i + 1}::${cast}`).join(', ');
 }
 
-export class PostgresAlertStore implements AlertStore {
+export class PostgresMetaStore implements MetaStore {
   private readonly schema: string;
   private readonly where: string;
   private readonly poolConfig: pg.PoolConfig;
@@ -132,9 +141,16 @@ export class PostgresAlertStore implements AlertStore {
     upsertSubjectState: string;
     t: (name: string) => string;
   };
+  private readonly workflowSql: workflows.WorkflowSql;
+  /** What postgres-workflows.ts queries through. */
+  private readonly access: workflows.PgAccess = {
+    t: (name) => this.sql.t(name),
+    rows: (text, values) => this.rows(text, values),
+    transaction: (work) => this.transaction(work),
+  };
 
   /** Throws CANOPY_CONFIG_INVALID for a schema name that is not a plain identifier. */
-  constructor(options: PostgresAlertStoreOptions) {
+  constructor(options: PostgresMetaStoreOptions) {
     if (!PLAIN_IDENTIFIER.test(options.schema)) {
       throw new CanopyError(
         'CANOPY_CONFIG_INVALID',
@@ -172,6 +188,7 @@ export class PostgresAlertStore implements AlertStore {
       upsertSubjectState: `INSERT INTO ${t('alert_subject_states')} (${SUBJECT_STATE_COLUMNS}) VALUES ($1, $2, $3::jsonb)
         ON CONFLICT (rule_id, subject) DO UPDATE SET state = excluded.state`,
     };
+    this.workflowSql = workflows.workflowSql(t);
   }
 
   /**
@@ -436,6 +453,58 @@ export class PostgresAlertStore implements AlertStore {
       return result.rowCount ?? 0;
     });
   }
+
+  createRun(run: WorkflowRun, tasks: readonly TaskInstance[]): Promise<boolean> {
+    return workflows.createRun(this.access, this.workflowSql, run, tasks);
+  }
+
+  claimRun(runId: string, owner: string, leaseUntil: number, now: number): Promise<boolean> {
+    return workflows.claimRun(this.access, runId, owner, leaseUntil, now);
+  }
+
+  renewLeases(owner: string, leaseUntil: number): Promise<void> {
+    return workflows.renewLeases(this.access, owner, leaseUntil);
+  }
+
+  saveProgress(
+    run: WorkflowRun,
+    tasks: readonly TaskInstance[],
+    attempts: readonly TaskAttempt[],
+  ): Promise<void> {
+    return workflows.saveProgress(this.access, this.workflowSql, run, tasks, attempts);
+  }
+
+  getRun(runId: string): Promise<RunDetail | undefined> {
+    return workflows.getRun(this.access, runId);
+  }
+
+  listRuns(filter: RunFilter): Promise<WorkflowRun[]> {
+    return workflows.listRuns(this.access, filter);
+  }
+
+  unfinishedRuns(): Promise<WorkflowRun[]> {
+    return workflows.unfinishedRuns(this.access);
+  }
+
+  lastSlot(workflow: string): Promise<number | null> {
+    return workflows.lastSlot(this.access, workflow);
+  }
+
+  findByToken(token: string): Promise<TaskInstance | undefined> {
+    return workflows.findByToken(this.access, token);
+  }
+
+  setPaused(workflow: string, paused: boolean): Promise<void> {
+    return workflows.setPaused(this.access, workflow, paused);
+  }
+
+  pausedWorkflows(): Promise<Set<string>> {
+    return workflows.pausedWorkflows(this.access);
+  }
+
+  purgeRuns(before: number): Promise<number> {
+    return workflows.purgeRuns(this.access, before);
+  }
 }
 
 /** Runs `work` in one transaction on one pooled client, rolled back on any failure. */
@@ -477,7 +546,7 @@ function unreachable(cause: unknown, where: string): unknown {
 }
 
 /** `postgres://user@host:port/database`, without the password. */
-function describeTarget(options: PostgresAlertStoreOptions): string {
+function describeTarget(options: PostgresMetaStoreOptions): string {
   if (options.connectionString) {
     try {
       const url = new URL(options.connectionString);

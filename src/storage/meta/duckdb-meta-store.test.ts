@@ -11,15 +11,20 @@ import {
   changesOf,
   describeAlertStoreConformance,
 } from './alert-store.conformance.js';
-import { DuckDbAlertStore } from './duckdb-alert-store.js';
-import { openAlertStore } from './index.js';
+import { DuckDbMetaStore } from './duckdb-meta-store.js';
+import { openMetaStore } from './index.js';
+import {
+  describeWorkflowStoreConformance,
+  runFixture,
+  taskFixture,
+} from './workflow-store.conformance.js';
 
 describeAlertStoreConformance('DuckDB file', async () => {
   const dir = await mkdtemp(path.join(tmpdir(), 'canopy-meta-'));
   const made: AlertStore[] = [];
   return {
     make: (options) => {
-      const store = new DuckDbAlertStore({ path: path.join(dir, 'meta.duckdb'), ...options });
+      const store = new DuckDbMetaStore({ path: path.join(dir, 'meta.duckdb'), ...options });
       made.push(store);
       return store;
     },
@@ -30,7 +35,25 @@ describeAlertStoreConformance('DuckDB file', async () => {
   };
 });
 
-describe('DuckDbAlertStore', () => {
+describeWorkflowStoreConformance('DuckDB file', async () => {
+  const dir = await mkdtemp(path.join(tmpdir(), 'canopy-meta-'));
+  const made: DuckDbMetaStore[] = [];
+  return {
+    // One process per file: concurrency is that of one store's callers.
+    sharedStorage: false,
+    make: (options) => {
+      const store = new DuckDbMetaStore({ path: path.join(dir, 'meta.duckdb'), ...options });
+      made.push(store);
+      return store;
+    },
+    cleanup: async () => {
+      for (const store of made) await store.close();
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+});
+
+describe('DuckDbMetaStore', () => {
   const cleanups: (() => Promise<void>)[] = [];
   afterEach(async () => {
     for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
@@ -48,18 +71,30 @@ describe('DuckDbAlertStore', () => {
   }
 
   it('works in memory', async () => {
-    const store = track(new DuckDbAlertStore({ path: ':memory:' }));
+    const store = track(new DuckDbMetaStore({ path: ':memory:' }));
     await store.open();
     const alert = alertFixture();
     await store.apply(changesOf({ alerts: [alert] }));
     expect(await store.activeAlerts()).toEqual([alert]);
   });
 
+  it('keeps workflow runs in memory too', async () => {
+    const store = track(new DuckDbMetaStore({ path: ':memory:' }));
+    await store.open();
+    const run = runFixture();
+    expect(await store.createRun(run, [taskFixture(run.id, 'a')])).toBe(true);
+    expect(await store.getRun(run.id)).toEqual({
+      run,
+      tasks: [taskFixture(run.id, 'a')],
+      attempts: [],
+    });
+  });
+
   it('refuses a second store on the same file in this process', async () => {
     const file = path.join(await tempDir(), 'meta.duckdb');
-    const first = track(new DuckDbAlertStore({ path: file }));
+    const first = track(new DuckDbMetaStore({ path: file }));
     await first.open();
-    const second = track(new DuckDbAlertStore({ path: file }));
+    const second = track(new DuckDbMetaStore({ path: file }));
     const err = await second.open().catch((e: unknown) => e);
     expect(isCanopyError(err, 'CANOPY_META_UNAVAILABLE')).toBe(true);
     expect(String(err)).toMatch(/already open in this process/);
@@ -97,34 +132,34 @@ describe('DuckDbAlertStore', () => {
       holder.once('exit', (code) => reject(new Error(`lock holder exited with ${code}`)));
     });
 
-    const store = track(new DuckDbAlertStore({ path: file }));
+    const store = track(new DuckDbMetaStore({ path: file }));
     const err = await store.open().catch((e: unknown) => e);
     expect(isCanopyError(err, 'CANOPY_META_UNAVAILABLE')).toBe(true);
     expect(String(err)).toMatch(/locked by another process/);
     expect((err as Error).cause).toBeInstanceOf(Error);
   });
 
-  it('openAlertStore defaults to <dataDir>/meta.duckdb', async () => {
+  it('openMetaStore defaults to <dataDir>/meta.duckdb', async () => {
     const dir = await tempDir();
-    const store = track(openAlertStore({ kind: 'duckdb', postgres: pgDefaults }, dir, silent));
+    const store = track(openMetaStore({ kind: 'duckdb', postgres: pgDefaults }, dir, silent));
     await store.open();
     const alert = alertFixture();
     await store.apply(changesOf({ alerts: [alert] }));
     await store.close();
 
-    const again = track(new DuckDbAlertStore({ path: path.join(dir, 'meta.duckdb') }));
+    const again = track(new DuckDbMetaStore({ path: path.join(dir, 'meta.duckdb') }));
     await again.open();
     expect(await again.getAlert(alert.id)).toEqual(alert);
   });
 
-  it('openAlertStore honours an explicit path', async () => {
+  it('openMetaStore honours an explicit path', async () => {
     const file = path.join(await tempDir(), 'nested', 'alerts.duckdb');
     const store = track(
-      openAlertStore({ kind: 'duckdb', path: file, postgres: pgDefaults }, '/nonexistent', silent),
+      openMetaStore({ kind: 'duckdb', path: file, postgres: pgDefaults }, '/nonexistent', silent),
     );
     await store.open();
     await store.close();
-    const again = track(new DuckDbAlertStore({ path: file }));
+    const again = track(new DuckDbMetaStore({ path: file }));
     await again.open();
     expect(await again.activeAlerts()).toEqual([]);
   });
