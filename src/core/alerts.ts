@@ -125,6 +125,29 @@ export interface NotificationPayload {
   note: string | null;
 }
 
+/**
+ * A periodic report (the daily summary): not about one alert. `id` is stable
+ * per report and channel so receivers dedupe. Times are ISO strings, as in
+ * NotificationPayload.
+ */
+export interface ReportPayload {
+  id: string;
+  kind: 'daily-summary';
+  /** One line, e.g. "Canopy daily summary for 2026-11-28". */
+  title: string;
+  /** When the report was made. */
+  at: string;
+  period: { from: string; to: string };
+  /**
+   * Ordered label/value facts people read, e.g.
+   * [["Readings", "4 320 000"], ["Anomalies", "1.9 %"]].
+   */
+  facts: [string, string][];
+  /** The same data for machines. */
+  data: Record<string, unknown>;
+  url: string | null;
+}
+
 export type OutboxStatus = 'pending' | 'delivered' | 'failed';
 
 /**

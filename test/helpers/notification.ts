@@ -1,5 +1,5 @@
-/** A complete NotificationPayload for notifier and outbox tests. */
-import type { NotificationPayload } from '../../src/core/alerts.js';
+/** A complete NotificationPayload and ReportPayload for notifier and outbox tests. */
+import type { NotificationPayload, ReportPayload } from '../../src/core/alerts.js';
 
 export function samplePayload(overrides: Partial<NotificationPayload> = {}): NotificationPayload {
   return {
@@ -24,6 +24,26 @@ export function samplePayload(overrides: Partial<NotificationPayload> = {}): Not
     tier: 1,
     actor: 'system',
     note: null,
+    ...overrides,
+  };
+}
+
+/** A complete ReportPayload (the daily summary) for notifier tests. */
+export function sampleReport(overrides: Partial<ReportPayload> = {}): ReportPayload {
+  return {
+    id: 'daily-summary:2026-11-28:ops-hook',
+    kind: 'daily-summary',
+    title: 'Canopy daily summary for 2026-11-28',
+    at: '2026-11-29T06:00:00.000Z',
+    period: { from: '2026-11-28T00:00:00.000Z', to: '2026-11-29T00:00:00.000Z' },
+    facts: [
+      ['Readings', '4 320 000'],
+      ['Anomalies', '1.9 %'],
+      ['Alerts opened', '3'],
+      ['Busiest site', 'greenhouse <1> & co'],
+    ],
+    data: { readings: 4_320_000, anomalyRate: 0.019, alertsOpened: 3, busiestSite: 'greenhouse/1' },
+    url: 'https://canopy.example.com/reports/daily/2026-11-28',
     ...overrides,
   };
 }

@@ -1,7 +1,7 @@
 import net, { type AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { silentLogger } from '../../observability/logger.js';
-import { samplePayload } from '../../../test/helpers/notification.js';
+import { samplePayload, sampleReport } from '../../../test/helpers/notification.js';
 import { startSmtpReceiver, type SmtpReceiver } from '../../../test/helpers/receivers.js';
 import { EmailNotifier } from './email.js';
 
@@ -87,6 +87,68 @@ describe('EmailNotifier', () => {
     const html = partOf(mail.raw, 'text/html');
     expect(html).toContain('<td>gh-temp-17</td>');
     expect(html).toContain(`<a href="${payload.alert.url}">`);
+  });
+
+  it('sends a report: subject the title, Message-ID from its id, facts as text and as an HTML table', async () => {
+    receiver = await startSmtpReceiver();
+    notifier = emailNotifier(receiver.port);
+    const report = sampleReport();
+    await notifier.sendReport(report, AbortSignal.timeout(5_000));
+
+    expect(receiver.mails).toHaveLength(1);
+    const mail = receiver.mails[0]!;
+    expect(mail.to).toEqual(['oncall@example.com', 'growers@example.com']);
+    const headers = headersOf(mail.raw);
+    expect(headers.get('subject')).toBe(report.title);
+    expect(headers.get('x-canopy-notification-id')).toBe(report.id);
+    expect(headers.get('message-id')).toBe(
+      '<canopy.daily-summary=3a2026-11-28=3aops-hook@canopy.example.com>',
+    );
+
+    const text = partOf(mail.raw, 'text/plain').split(/\r?\n/);
+    expect(text[0]).toBe(report.title);
+    for (const [label, value] of report.facts) expect(text).toContain(`${label}: ${value}`);
+    expect(text).toContain(`Open the report: ${report.url}`);
+
+    // The table as a mail client shows it: one row per fact, in order, entities decoded.
+    const html = partOf(mail.raw, 'text/html');
+    const decode = (t: string) =>
+      t
+        .replace(/&lt;/g, '<')
+        .replace(/&gt;/g, '>')
+        .replace(/&quot;/g, '"')
+        .replace(/&amp;/g, '&');
+    const rows = [...html.matchAll(/<tr><th[^>]*>(.*?)<\/th><td>(.*?)<\/td><\/tr>/g)].map((m) => [
+      decode(m[1] ?? ''),
+      decode(m[2] ?? ''),
+    ]);
+    expect(rows).toEqual(report.facts);
+    expect(html).toContain(`<a href="${report.url}">Open the report</a>`);
+  });
+
+  it('gives a resent report the same Message-ID and another report another one', async () => {
+    receiver = await startSmtpReceiver();
+    notifier = emailNotifier(receiver.port);
+    await notifier.sendReport(sampleReport(), AbortSignal.timeout(5_000));
+    await notifier.sendReport(sampleReport(), AbortSignal.timeout(5_000));
+    await notifier.sendReport(
+      sampleReport({ id: 'daily-summary:2026-11-29:ops-hook' }),
+      AbortSignal.timeout(5_000),
+    );
+    const ids = receiver.mails.map((m) => headersOf(m.raw).get('message-id'));
+    expect(ids[0]).toBe(ids[1]);
+    expect(ids[2]).not.toBe(ids[0]);
+  });
+
+  it('fails a report with CANOPY_NOTIFY_FAILED when the signal is already aborted', async () => {
+    receiver = await startSmtpReceiver();
+    notifier = emailNotifier(receiver.port);
+    const error = await notifier
+      .sendReport(sampleReport(), AbortSignal.abort())
+      .catch((e: unknown) => e);
+    expect(error).toMatchObject({ code: 'CANOPY_NOTIFY_FAILED' });
+    expect((error as Error).message).toContain('aborted');
+    expect(receiver.mails).toHaveLength(0);
   });
 
   it('gives a resend the same Message-ID', async () => {

@@ -1,9 +1,11 @@
 /**
  * Email notifier: one message per notification through an SMTP server
  * (nodemailer). Subject `[CRITICAL] escalated: <summary>`; a plain-text and
- * a simple HTML body with the same facts and the link to the alert.
+ * a simple HTML body with the same facts and the link to the alert. A report
+ * is one message the same way: subject its title, its facts in the text and
+ * in an HTML table, the link to the report.
  *
- * Resends are recognisable: the Message-ID is derived from the payload id
+ * Resends are recognisable: the Message-ID is derived from the payload or report id
  * (`<canopy.<id>@<sender's domain>>`) and the id is also sent as
  * `X-Canopy-Notification-Id`, so a mail system or a person can tell a retry
  * of the same notification from a new one.
@@ -18,9 +20,16 @@
 import nodemailer from 'nodemailer';
 import type { Transporter } from 'nodemailer';
 import type SMTPTransport from 'nodemailer/lib/smtp-transport/index.js';
-import type { NotificationPayload } from '../../core/alerts.js';
+import type { NotificationPayload, ReportPayload } from '../../core/alerts.js';
 import type { Logger } from '../../observability/logger.js';
-import { abortReason, facts, headline, notifyFailed, untilAborted } from './format.js';
+import {
+  abortReason,
+  alertNotice,
+  type Notice,
+  notifyFailed,
+  reportNotice,
+  untilAborted,
+} from './format.js';
 import type { Notifier } from './index.js';
 
 export interface EmailNotifierOptions {
@@ -49,25 +58,22 @@ function escapeHtml(text: string): string {
  * A Message-ID local part allows letters, digits and a few marks; every other
  * character of the id becomes `=<hex>` (injective, so distinct ids stay distinct).
  */
-export function emailMessageId(payloadId: string, from: string): string {
-  const local = payloadId.replace(
-    /[^A-Za-z0-9_-]/g,
-    (c) => `=${c.codePointAt(0)?.toString(16) ?? ''}`,
-  );
+export function emailMessageId(id: string, from: string): string {
+  const local = id.replace(/[^A-Za-z0-9_-]/g, (c) => `=${c.codePointAt(0)?.toString(16) ?? ''}`);
   const domain = /@([A-Za-z0-9.-]+)>?\s*$/.exec(from)?.[1] ?? 'canopy.invalid';
   return `<canopy.${local}@${domain}>`;
 }
 
-export function emailBodies(payload: NotificationPayload): { text: string; html: string } {
-  const list = facts(payload);
-  const url = payload.alert.url;
+export function emailBodies(notice: Notice): { text: string; html: string } {
+  const { facts: list, url } = notice;
+  const open = `Open the ${notice.about}`;
   const text = [
-    headline(payload),
+    notice.headline,
     '',
     ...list.map((f) => `${f.label}: ${f.value}`),
-    ...(url === null ? [] : ['', `Open the alert: ${url}`]),
+    ...(url === null ? [] : ['', `${open}: ${url}`]),
     '',
-    `Notification ${payload.id}`,
+    `Notification ${notice.id}`,
   ].join('\n');
   const rows = list
     .map(
@@ -75,10 +81,10 @@ export function emailBodies(payload: NotificationPayload): { text: string; html:
     )
     .join('');
   const html = [
-    `<p><strong>${escapeHtml(headline(payload))}</strong></p>`,
+    `<p><strong>${escapeHtml(notice.headline)}</strong></p>`,
     `<table>${rows}</table>`,
-    url === null ? '' : `<p><a href="${escapeHtml(url)}">Open the alert</a></p>`,
-    `<p><small>Notification ${escapeHtml(payload.id)}</small></p>`,
+    url === null ? '' : `<p><a href="${escapeHtml(url)}">${open}</a></p>`,
+    `<p><small>Notification ${escapeHtml(notice.id)}</small></p>`,
   ].join('\n');
   return { text, html };
 }
@@ -110,17 +116,30 @@ export class EmailNotifier implements Notifier {
     this.#transport = nodemailer.createTransport(transport);
   }
 
-  async send(payload: NotificationPayload, signal: AbortSignal): Promise<void> {
+  send(payload: NotificationPayload, signal: AbortSignal): Promise<void> {
+    return this.#mail(alertNotice(payload), signal);
+  }
+
+  sendReport(report: ReportPayload, signal: AbortSignal): Promise<void> {
+    return this.#mail(reportNotice(report), signal);
+  }
+
+  close(): Promise<void> {
+    this.#transport.close();
+    return Promise.resolve();
+  }
+
+  async #mail(notice: Notice, signal: AbortSignal): Promise<void> {
     if (signal.aborted) throw notifyFailed(this.channel, `SMTP send ${abortReason(signal)}`);
-    const { text, html } = emailBodies(payload);
+    const { text, html } = emailBodies(notice);
     const sending = this.#transport.sendMail({
       from: this.#from,
       to: [...this.#to],
-      subject: headline(payload),
+      subject: notice.headline,
       text,
       html,
-      messageId: emailMessageId(payload.id, this.#from),
-      headers: { 'X-Canopy-Notification-Id': payload.id },
+      messageId: emailMessageId(notice.id, this.#from),
+      headers: { 'X-Canopy-Notification-Id': notice.id },
     });
     let info: SMTPTransport.SentMessageInfo;
     try {
@@ -131,14 +150,9 @@ export class EmailNotifier implements Notifier {
     }
     if (info.rejected.length > 0) {
       this.#logger.warn(
-        { notificationId: payload.id, rejected: info.rejected.map(String) },
+        { notificationId: notice.id, rejected: info.rejected.map(String) },
         'SMTP server refused some recipients',
       );
     }
-  }
-
-  close(): Promise<void> {
-    this.#transport.close();
-    return Promise.resolve();
   }
 }

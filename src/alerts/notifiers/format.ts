@@ -1,8 +1,11 @@
 /**
  * What every human-facing notifier says about a notification: one headline
  * and the same list of facts, so Slack, email, SNS and the log agree.
+ *
+ * Alert notifications and reports reach a notifier's one transport as a
+ * Notice: the same shape for both, so each notifier has one sending path.
  */
-import type { NotificationPayload } from '../../core/alerts.js';
+import type { AlertSeverity, NotificationPayload, ReportPayload } from '../../core/alerts.js';
 import { CanopyError } from '../../core/errors.js';
 
 export interface Fact {
@@ -37,6 +40,53 @@ export function facts(payload: NotificationPayload): Fact[] {
   if (payload.actor !== 'system') list.push({ label: 'By', value: payload.actor });
   if (payload.note !== null) list.push({ label: 'Note', value: payload.note });
   return list;
+}
+
+/** One thing to send, alert notification or report, as every notifier renders it. */
+export interface Notice {
+  /** What the notice is about; links read "Open the <about>". */
+  about: 'alert' | 'report';
+  /** Stable across retries: the dedupe key (webhook header, Message-ID, SNS attribute). */
+  id: string;
+  /** The alert event or the report kind (`X-Canopy-Event`, SNS `event`). */
+  event: string;
+  /** The alert's severity; null for a report. */
+  severity: AlertSeverity | null;
+  /** What notices of the same thing share (the alert id, the report kind): the SNS FIFO group. */
+  group: string;
+  headline: string;
+  facts: Fact[];
+  url: string | null;
+  /** The payload as machines receive it (webhook body, SNS message). */
+  body: NotificationPayload | ReportPayload;
+}
+
+export function alertNotice(payload: NotificationPayload): Notice {
+  return {
+    about: 'alert',
+    id: payload.id,
+    event: payload.event,
+    severity: payload.alert.severity,
+    group: payload.alert.id,
+    headline: headline(payload),
+    facts: facts(payload),
+    url: payload.alert.url,
+    body: payload,
+  };
+}
+
+export function reportNotice(report: ReportPayload): Notice {
+  return {
+    about: 'report',
+    id: report.id,
+    event: report.kind,
+    severity: null,
+    group: report.kind,
+    headline: report.title,
+    facts: report.facts.map(([label, value]) => ({ label, value })),
+    url: report.url,
+    body: report,
+  };
 }
 
 /** At most `max` characters of a receiver's answer, on one line, for error messages. */

@@ -1,17 +1,20 @@
 /**
  * Notifiers: one per entry of `alerting.notifiers`, each a sink that sends
- * one notification per call. A notifier never retries: the outbox dispatcher
- * (../outbox.ts) owns retries, backoff and the per-attempt timeout, which it
- * hands over as the AbortSignal.
+ * one notification per call: an alert notification (`send`) or a periodic
+ * report such as the daily summary (`sendReport`), through the same
+ * transport. A notifier never retries: its caller does, and bounds each
+ * attempt by the AbortSignal (for alerts the outbox dispatcher, ../outbox.ts,
+ * which owns retries, backoff and the per-attempt timeout).
  *
- * Contract of `send`: resolves once the receiver accepted the notification;
- * otherwise throws CANOPY_NOTIFY_FAILED (with the underlying error as
- * `cause`), including when `signal` aborts first. Delivery is at least once:
- * a retry sends the same payload with the same `id` (webhook
- * `X-Canopy-Notification-Id`, email Message-ID, SNS attribute), on which
- * receivers dedupe.
+ * Contract of `send` and `sendReport`: resolves once the receiver accepted
+ * the notification; otherwise throws CANOPY_NOTIFY_FAILED (with the
+ * underlying error as `cause`, never a URL or credential in the message),
+ * including when `signal` aborts first. Delivery is at least once: a retry
+ * sends the same payload with the same `id` (webhook
+ * `X-Canopy-Notification-Id`, email Message-ID, SNS `notification_id`), on
+ * which receivers dedupe.
  */
-import type { NotificationPayload } from '../../core/alerts.js';
+import type { NotificationPayload, ReportPayload } from '../../core/alerts.js';
 import { type Clock, systemClock } from '../../core/clock.js';
 import type { AlertingConfig } from '../../config/schema.js';
 import type { Logger } from '../../observability/logger.js';
@@ -28,6 +31,8 @@ export interface Notifier {
   /** The name under `alerting.notifiers`. */
   readonly channel: string;
   send(payload: NotificationPayload, signal: AbortSignal): Promise<void>;
+  /** Sends a report (the daily summary), rendered for this kind of channel. */
+  sendReport(report: ReportPayload, signal: AbortSignal): Promise<void>;
   /** Releases connections (SMTP transport, SNS client); the notifier is not used afterwards. */
   close?(): Promise<void>;
 }

@@ -1,13 +1,15 @@
 /**
- * Slack notifier: a POST of `{ text, blocks }` to an incoming-webhook URL.
- * `text` carries everything (it is what phone notifications and clients
- * without blocks show); `blocks` lays the same facts out as fields with a
- * link to the alert. Slack answers `ok` with 200; any other answer (a 4xx
- * `invalid_payload`, `no_service`, a 5xx, a 200 with another body) is
- * CANOPY_NOTIFY_FAILED. The URL is a secret and never appears in messages.
+ * Slack notifier: a POST of `{ text, blocks }` to an incoming-webhook URL,
+ * for an alert notification and a report alike. `text` carries everything
+ * (it is what phone notifications and clients without blocks show): the
+ * headline, one `Label: value` line per fact and the link; `blocks` lays the
+ * same facts out as fields with a link to the alert or report. Slack answers
+ * `ok` with 200; any other answer (a 4xx `invalid_payload`, `no_service`, a
+ * 5xx, a 200 with another body) is CANOPY_NOTIFY_FAILED. The URL is a
+ * secret and never appears in messages.
  */
-import type { NotificationPayload } from '../../core/alerts.js';
-import { excerpt, facts, headline, notifyFailed } from './format.js';
+import type { NotificationPayload, ReportPayload } from '../../core/alerts.js';
+import { alertNotice, excerpt, type Notice, notifyFailed, reportNotice } from './format.js';
 import type { Notifier } from './index.js';
 import { postForText } from './webhook.js';
 
@@ -16,9 +18,10 @@ function escapeMrkdwn(text: string): string {
   return text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
 }
 
-function icon(payload: NotificationPayload): string {
-  if (payload.event === 'resolved') return ':white_check_mark:';
-  return payload.alert.severity === 'critical' ? ':red_circle:' : ':warning:';
+function icon(notice: Notice): string {
+  if (notice.severity === null) return ':bar_chart:';
+  if (notice.event === 'resolved') return ':white_check_mark:';
+  return notice.severity === 'critical' ? ':red_circle:' : ':warning:';
 }
 
 /** Slack refuses a section with more than this many fields. */
@@ -29,14 +32,13 @@ export interface SlackMessage {
   blocks: Record<string, unknown>[];
 }
 
-export function slackMessage(payload: NotificationPayload): SlackMessage {
-  const title = `${icon(payload)} *${escapeMrkdwn(headline(payload))}*`;
-  const list = facts(payload);
-  const link =
-    payload.alert.url === null ? null : `<${payload.alert.url}|Open the alert in Canopy>`;
+export function slackMessage(notice: Notice): SlackMessage {
+  const title = `${icon(notice)} *${escapeMrkdwn(notice.headline)}*`;
+  const list = notice.facts;
+  const link = notice.url === null ? null : `<${notice.url}|Open the ${notice.about} in Canopy>`;
   const text = [
     title,
-    ...list.map((f) => `${f.label}: ${escapeMrkdwn(f.value)}`),
+    ...list.map((f) => `${escapeMrkdwn(f.label)}: ${escapeMrkdwn(f.value)}`),
     ...(link === null ? [] : [link]),
   ].join('\n');
   const blocks: Record<string, unknown>[] = [
@@ -47,7 +49,7 @@ export function slackMessage(payload: NotificationPayload): SlackMessage {
       type: 'section',
       fields: list.slice(i, i + FIELDS_PER_SECTION).map((f) => ({
         type: 'mrkdwn',
-        text: `*${f.label}*\n${escapeMrkdwn(f.value)}`,
+        text: `*${escapeMrkdwn(f.label)}*\n${escapeMrkdwn(f.value)}`,
       })),
     });
   }
@@ -71,12 +73,20 @@ export class SlackNotifier implements Notifier {
     this.#url = options.url;
   }
 
-  async send(payload: NotificationPayload, signal: AbortSignal): Promise<void> {
+  send(payload: NotificationPayload, signal: AbortSignal): Promise<void> {
+    return this.#post(alertNotice(payload), signal);
+  }
+
+  sendReport(report: ReportPayload, signal: AbortSignal): Promise<void> {
+    return this.#post(reportNotice(report), signal);
+  }
+
+  async #post(notice: Notice, signal: AbortSignal): Promise<void> {
     const headers = new Headers({ 'content-type': 'application/json' });
     const answer = await postForText(
       this.channel,
       this.#url,
-      JSON.stringify(slackMessage(payload)),
+      JSON.stringify(slackMessage(notice)),
       headers,
       signal,
     );

@@ -5,7 +5,8 @@ import {
   type HttpReceiver,
   type Answer,
 } from '../../../test/helpers/http-receiver.js';
-import { samplePayload } from '../../../test/helpers/notification.js';
+import { samplePayload, sampleReport } from '../../../test/helpers/notification.js';
+import { headline } from './format.js';
 import { SnsNotifier, snsSubject } from './sns.js';
 
 const TOPIC = 'arn:aws:sns:eu-west-1:123456789012:canopy-alerts';
@@ -106,6 +107,51 @@ describe('SnsNotifier', () => {
     expect(form.get('MessageDeduplicationId')).toBe('evt-7f3a:ops-hook');
   });
 
+  it('publishes a report as JSON with its title as subject and event and id attributes', async () => {
+    receiver = await startHttpReceiver(snsPublish);
+    notifier = snsNotifier(receiver.url.replace('/hook', '/'));
+    const report = sampleReport();
+    await notifier.sendReport(report, AbortSignal.timeout(5_000));
+
+    const [request] = await receiver.received(1);
+    expect(request?.headers.authorization).toMatch(/^AWS4-HMAC-SHA256 Credential=AKIDCANOPYTEST\//);
+    const form = new URLSearchParams(request?.body);
+    expect(form.get('Action')).toBe('Publish');
+    expect(form.get('TopicArn')).toBe(TOPIC);
+    expect(form.get('Subject')).toBe(report.title);
+    expect(JSON.parse(form.get('Message') ?? '')).toEqual(report);
+    expect(messageAttributes(form)).toEqual({
+      event: 'daily-summary',
+      notification_id: report.id,
+    });
+  });
+
+  it('fits a long report title into a subject SNS takes, and groups reports on a FIFO topic', async () => {
+    receiver = await startHttpReceiver(snsPublish);
+    notifier = snsNotifier(receiver.url.replace('/hook', '/'), `${TOPIC}.fifo`);
+    const report = sampleReport({ title: `Résumé quotidien — ${'serre '.repeat(30)}` });
+    await notifier.sendReport(report, AbortSignal.timeout(5_000));
+
+    const form = new URLSearchParams((await receiver.received(1))[0]?.body);
+    const subject = form.get('Subject') ?? '';
+    expect(subject.length).toBeLessThanOrEqual(100);
+    expect(subject).toMatch(/^[\x20-\x7e]+$/);
+    expect(subject.startsWith('Resume quotidien ? serre serre')).toBe(true);
+    expect(form.get('MessageGroupId')).toBe('daily-summary');
+    expect(form.get('MessageDeduplicationId')).toBe(report.id);
+  });
+
+  it('fails a report with CANOPY_NOTIFY_FAILED and the SNS error, without the keys', async () => {
+    receiver = await startHttpReceiver(snsPublish);
+    notifier = snsNotifier(receiver.url.replace('/hook', '/'), `${TOPIC}-gone`);
+    const error = await notifier
+      .sendReport(sampleReport(), AbortSignal.timeout(5_000))
+      .catch((e: unknown) => e);
+    expect(error).toMatchObject({ code: 'CANOPY_NOTIFY_FAILED' });
+    expect((error as Error).message).toContain('Topic does not exist');
+    expect((error as Error).message).not.toContain('dummy-secret-key-for-tests');
+  });
+
   it('fails with CANOPY_NOTIFY_FAILED and the SNS error for an unknown topic', async () => {
     receiver = await startHttpReceiver(snsPublish);
     notifier = snsNotifier(receiver.url.replace('/hook', '/'), `${TOPIC}-gone`);
@@ -152,7 +198,7 @@ describe('snsSubject', () => {
       ...base,
       alert: { ...base.alert, summary: `Température ≥ 38 °C\nin zone ${'x'.repeat(200)}` },
     };
-    const subject = snsSubject(long);
+    const subject = snsSubject(headline(long));
     expect(subject).toHaveLength(100);
     expect(subject).toMatch(/^[\x20-\x7e]+$/);
     expect(subject.startsWith('[CRITICAL] escalated: Temperature ? 38 ?C in zone xxx')).toBe(true);

@@ -7,6 +7,11 @@
  * topic (`….fifo`) the message group is the alert and the deduplication id
  * the payload id, so SNS itself drops a resend within its five-minute window.
  *
+ * A report is one Publish the same way: `Message` the ReportPayload as JSON,
+ * `Subject` its title, attributes `event` (`daily-summary`) and
+ * `notification_id` (the report id), no `severity`; on a FIFO topic the
+ * group is the report kind.
+ *
  * The SDK makes one attempt (the outbox owns retries) and stops at an abort
  * of `signal`. Every failure is CANOPY_NOTIFY_FAILED with the SDK error as
  * `cause`; messages never carry the access keys.
@@ -17,9 +22,9 @@ import {
   SNSClient,
   type SNSClientConfig,
 } from '@aws-sdk/client-sns';
-import type { NotificationPayload } from '../../core/alerts.js';
+import type { NotificationPayload, ReportPayload } from '../../core/alerts.js';
 import { CanopyError } from '../../core/errors.js';
-import { abortReason, headline, notifyFailed } from './format.js';
+import { abortReason, alertNotice, type Notice, notifyFailed, reportNotice } from './format.js';
 import type { Notifier } from './index.js';
 
 export interface SnsNotifierOptions {
@@ -35,9 +40,9 @@ export interface SnsNotifierOptions {
 
 const SUBJECT_MAX = 100;
 
-/** SNS subjects: printable ASCII, no line breaks, 1..100 characters. */
-export function snsSubject(payload: NotificationPayload): string {
-  const ascii = headline(payload)
+/** `headline` made an SNS subject: printable ASCII, no line breaks, 1..100 characters. */
+export function snsSubject(headline: string): string {
+  const ascii = headline
     .normalize('NFKD')
     .replace(/[\u0300-\u036f]/g, '')
     .replace(/\s+/g, ' ')
@@ -76,20 +81,35 @@ export class SnsNotifier implements Notifier {
     this.#client = new SNSClient(config);
   }
 
-  async send(payload: NotificationPayload, signal: AbortSignal): Promise<void> {
+  send(payload: NotificationPayload, signal: AbortSignal): Promise<void> {
+    return this.#publish(alertNotice(payload), signal);
+  }
+
+  sendReport(report: ReportPayload, signal: AbortSignal): Promise<void> {
+    return this.#publish(reportNotice(report), signal);
+  }
+
+  close(): Promise<void> {
+    this.#client.destroy();
+    return Promise.resolve();
+  }
+
+  async #publish(notice: Notice, signal: AbortSignal): Promise<void> {
     const input: PublishCommandInput = {
       TopicArn: this.#topicArn,
-      Subject: snsSubject(payload),
-      Message: JSON.stringify(payload),
+      Subject: snsSubject(notice.headline),
+      Message: JSON.stringify(notice.body),
       MessageAttributes: {
-        severity: { DataType: 'String', StringValue: payload.alert.severity },
-        event: { DataType: 'String', StringValue: payload.event },
-        notification_id: { DataType: 'String', StringValue: payload.id },
+        ...(notice.severity === null
+          ? {}
+          : { severity: { DataType: 'String', StringValue: notice.severity } }),
+        event: { DataType: 'String', StringValue: notice.event },
+        notification_id: { DataType: 'String', StringValue: notice.id },
       },
     };
     if (this.#topicArn.endsWith('.fifo')) {
-      input.MessageGroupId = payload.alert.id;
-      input.MessageDeduplicationId = payload.id.replace(/[^\x21-\x7e]/g, '_').slice(0, 128);
+      input.MessageGroupId = notice.group;
+      input.MessageDeduplicationId = notice.id.replace(/[^\x21-\x7e]/g, '_').slice(0, 128);
     }
     try {
       await this.#client.send(new PublishCommand(input), { abortSignal: signal });
@@ -103,11 +123,6 @@ export class SnsNotifier implements Notifier {
         err,
       );
     }
-  }
-
-  close(): Promise<void> {
-    this.#client.destroy();
-    return Promise.resolve();
   }
 
   #redact(message: string): string {

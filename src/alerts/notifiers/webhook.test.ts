@@ -8,7 +8,7 @@ import {
   startHttpReceiver,
   type HttpReceiver,
 } from '../../../test/helpers/http-receiver.js';
-import { samplePayload } from '../../../test/helpers/notification.js';
+import { samplePayload, sampleReport } from '../../../test/helpers/notification.js';
 import { WebhookNotifier } from './webhook.js';
 
 const SECRET = 'a-shared-secret-of-some-length';
@@ -70,6 +70,45 @@ describe('WebhookNotifier', () => {
     );
   });
 
+  it('POSTs a report as JSON with its id, the daily-summary event and a verifiable signature', async () => {
+    receiver = await startHttpReceiver(answerStatus(204));
+    const clock = new ManualClock(Date.UTC(2026, 10, 29, 6, 0, 1));
+    const notifier = new WebhookNotifier({
+      channel: 'ops-hook',
+      url: receiver.url,
+      secret: SECRET,
+      headers: { 'X-Team': 'growers', 'X-Canopy-Event': 'forged' },
+      clock,
+    });
+    const report = sampleReport();
+    await notifier.sendReport(report, AbortSignal.timeout(5_000));
+
+    const [request] = await receiver.received(1);
+    expect(request?.method).toBe('POST');
+    expect(request?.headers['content-type']).toBe('application/json');
+    expect(request?.headers['x-canopy-notification-id']).toBe(report.id);
+    expect(request?.headers['x-canopy-event']).toBe('daily-summary');
+    expect(request?.headers['x-team']).toBe('growers');
+    expect(request?.headers['x-canopy-timestamp']).toBe(String(Math.floor(clock.now() / 1000)));
+    expect(JSON.parse(request?.body ?? '')).toEqual(report);
+    expect(verifiedByReceiver(request?.headers ?? {}, request?.body ?? '', SECRET)).toBe(true);
+  });
+
+  it('fails a report with CANOPY_NOTIFY_FAILED on a non-2xx answer, without the URL', async () => {
+    receiver = await startHttpReceiver(answerStatus(503, 'try later'));
+    const notifier = new WebhookNotifier({
+      channel: 'ops-hook',
+      url: `${receiver.url}?token=s3cr3t`,
+      clock: new ManualClock(0),
+    });
+    const error = await notifier
+      .sendReport(sampleReport(), AbortSignal.timeout(5_000))
+      .catch((e: unknown) => e);
+    expect(error).toMatchObject({ code: 'CANOPY_NOTIFY_FAILED' });
+    expect((error as Error).message).toContain('503: try later');
+    expect((error as Error).message).not.toContain('s3cr3t');
+  });
+
   it('sends no signature headers without a secret', async () => {
     receiver = await startHttpReceiver(answerStatus(200, 'thanks'));
     const notifier = new WebhookNotifier({
@@ -120,7 +159,10 @@ describe('WebhookNotifier', () => {
     expect((error as Error).message).toContain('aborted');
   });
 
-  it('says "timed out" when the abort is a timeout', async () => {
+  it.each([
+    ['an alert', (n: WebhookNotifier, s: AbortSignal) => n.send(samplePayload(), s)],
+    ['a report', (n: WebhookNotifier, s: AbortSignal) => n.sendReport(sampleReport(), s)],
+  ])('says "timed out" when the abort of %s is a timeout', async (_what, sendOne) => {
     receiver = await startHttpReceiver(() => {
       // never answers
     });
@@ -129,9 +171,7 @@ describe('WebhookNotifier', () => {
       url: receiver.url,
       clock: new ManualClock(0),
     });
-    const error = await notifier
-      .send(samplePayload(), AbortSignal.timeout(50))
-      .catch((e: unknown) => e);
+    const error = await sendOne(notifier, AbortSignal.timeout(50)).catch((e: unknown) => e);
     expect(error).toMatchObject({ code: 'CANOPY_NOTIFY_FAILED' });
     expect((error as Error).message).toContain('timed out');
   });

@@ -1,9 +1,11 @@
 /**
  * Webhook notifier: one JSON POST per notification, the body being the
- * NotificationPayload exactly as stored.
+ * NotificationPayload exactly as stored; a report is POSTed the same way,
+ * its body the ReportPayload.
  *
  * Headers: `Content-Type: application/json`, `X-Canopy-Notification-Id`
- * (the payload id, stable across retries: dedupe on it), `X-Canopy-Event`,
+ * (the payload or report id, stable across retries: dedupe on it),
+ * `X-Canopy-Event` (the alert event, or `daily-summary` for that report),
  * then the configured ones (which cannot replace those).
  *
  * Signing, when `secret` is set:
@@ -16,9 +18,16 @@
  * from being replayed later. Each retry is signed afresh (new timestamp).
  */
 import { createHmac } from 'node:crypto';
-import type { NotificationPayload } from '../../core/alerts.js';
+import type { NotificationPayload, ReportPayload } from '../../core/alerts.js';
 import type { Clock } from '../../core/clock.js';
-import { abortReason, excerpt, notifyFailed } from './format.js';
+import {
+  abortReason,
+  alertNotice,
+  excerpt,
+  type Notice,
+  notifyFailed,
+  reportNotice,
+} from './format.js';
 import type { Notifier } from './index.js';
 
 /** The signature value without its `sha256=` prefix: hex HMAC-SHA256 of `<timestamp>.<body>`. */
@@ -91,12 +100,20 @@ export class WebhookNotifier implements Notifier {
     this.#clock = options.clock;
   }
 
-  async send(payload: NotificationPayload, signal: AbortSignal): Promise<void> {
-    const body = JSON.stringify(payload);
+  send(payload: NotificationPayload, signal: AbortSignal): Promise<void> {
+    return this.#post(alertNotice(payload), signal);
+  }
+
+  sendReport(report: ReportPayload, signal: AbortSignal): Promise<void> {
+    return this.#post(reportNotice(report), signal);
+  }
+
+  async #post(notice: Notice, signal: AbortSignal): Promise<void> {
+    const body = JSON.stringify(notice.body);
     const headers = new Headers(this.#headers);
     headers.set('content-type', 'application/json');
-    headers.set('x-canopy-notification-id', payload.id);
-    headers.set('x-canopy-event', payload.event);
+    headers.set('x-canopy-notification-id', notice.id);
+    headers.set('x-canopy-event', notice.event);
     if (this.#secret !== undefined) {
       const timestamp = String(Math.floor(this.#clock.now() / 1000));
       headers.set('x-canopy-timestamp', timestamp);
