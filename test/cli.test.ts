@@ -187,7 +187,7 @@ describe('canopy jobs run bronze-export and silver, then canopy query', () => {
         ],
       });
       expect((await canopy(['jobs', 'run', 'nope'], { CANOPY_DATA_DIR: dir })).stderr).toMatch(
-        /unknown job "nope"/,
+        /"nope" is not a batch job \(bronze-export, silver, gold, quality, retention, warehouse-load\), and as a workflow: no Canopy answers/,
       );
 
       const query = await canopy(

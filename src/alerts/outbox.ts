@@ -22,14 +22,25 @@
  * attempt `maxAttempts` the entry fails for good (status `failed`). An entry
  * whose channel is no longer configured fails for good at once.
  *
- * Loop (`start`): a pass reads the due entries and queues those not already
- * queued or in flight; then the loop sleeps until the next entry is due
- * (per `store.nextDueAt()` and the retries it scheduled itself, at most
- * 30 s) or until `wake()` (new entries queued, or an attempt finished). Passes
- * never overlap. A store failure is logged and the pass retried after a
- * second; it never ends the loop.
+ * Fast path (`offer`): entries just committed by the alert service are
+ * queued at once, without reading them back from the store. They are durable
+ * already, so a crash before their delivery is recorded leaves them pending
+ * for the next start, as with any other entry.
+ *
+ * Loop (`start`), the slow path: a pass reads the due entries and queues
+ * those not already queued or in flight; then the loop sleeps until the next
+ * entry is due (per `store.nextDueAt()` and the retries it scheduled itself,
+ * at most 30 s) or until `wake()`. It is woken when the store may hold due
+ * entries that are not tracked: a pass or an offer ran into the limit on
+ * tracked entries, an attempt scheduled a retry, or an id held after a failed
+ * record is released. Passes never overlap. A store failure is logged and the
+ * pass retried after a second; it never ends the loop.
+ *
+ * Recording: outcomes are written with `store.recordDeliveries`, all those
+ * waiting when the previous write finishes in one transaction, so a burst of
+ * deliveries costs a few commits rather than one each.
  */
-import type { AlertStore, DeliveryOutcome, OutboxEntry } from '../core/alerts.js';
+import type { AlertStore, DeliveryOutcome, DeliveryRecord, OutboxEntry } from '../core/alerts.js';
 import type { Clock } from '../core/clock.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
@@ -71,6 +82,11 @@ interface Job {
   done: (attempted: boolean) => void;
 }
 
+interface PendingRecord extends DeliveryRecord {
+  entry: OutboxEntry;
+  written: () => void;
+}
+
 interface Collected {
   /** One per entry queued by this pass: resolves true once attempted. */
   jobs: Promise<boolean>[];
@@ -101,6 +117,13 @@ export class OutboxDispatcher {
   readonly #holds = new Set<NodeJS.Timeout>();
   /** Retry times this dispatcher scheduled and has not read back yet. */
   readonly #retryTimes: number[] = [];
+  /** The store may hold due entries that are not tracked (a limit was hit): passes must look. */
+  #backlog = false;
+  /** An attempt scheduled a retry the sleeping loop does not know of yet. */
+  #retryScheduled = false;
+  /** Outcomes waiting for the next `recordDeliveries` write, in attempt order. */
+  #toRecord: PendingRecord[] = [];
+  #recording = false;
 
   /** Tail of the chain that keeps passes from overlapping. */
   #passes: Promise<unknown> = Promise.resolve();
@@ -123,7 +146,29 @@ export class OutboxDispatcher {
     this.#loop = this.#runLoop();
   }
 
-  /** New entries were queued (or a slot freed): the loop runs a pass now instead of sleeping. */
+  /**
+   * Entries the alert service has just committed: each due one not already
+   * tracked is queued for delivery at once, without a store read. Entries not
+   * yet due, or beyond the limit on tracked entries, are left to the loop
+   * (woken for them). Ignored once stopping: they stay pending in the store.
+   */
+  offer(entries: readonly OutboxEntry[]): void {
+    if (this.#stopping || entries.length === 0) return;
+    const now = this.#o.clock.now();
+    let left = false;
+    for (const entry of entries) {
+      if (this.#tracked.has(entry.id) || entry.status !== 'pending') continue;
+      if (entry.nextAttemptAt > now || this.#tracked.size >= MAX_TRACKED) left = true;
+      else void this.#enqueue(entry);
+    }
+    this.#pump();
+    if (left) {
+      this.#backlog = true;
+      this.wake();
+    }
+  }
+
+  /** The store may hold new due entries: the loop runs a pass now instead of sleeping. */
   wake(): void {
     this.#wakeRequested = true;
     this.#sleeper?.();
@@ -258,6 +303,7 @@ export class OutboxDispatcher {
       for (const id of this.#releasedWhileCollecting.splice(0)) this.#tracked.delete(id);
     }
     this.#forgetRetriesUntil(now);
+    this.#backlog = due.length === limit;
     const jobs: Promise<boolean>[] = [];
     for (const entry of due) {
       if (jobs.length >= room) break;
@@ -321,7 +367,10 @@ export class OutboxDispatcher {
         this.#inFlight.delete(attempt);
         job.done(true);
         this.#pump();
-        this.wake();
+        if (this.#backlog || this.#retryScheduled) {
+          this.#retryScheduled = false;
+          this.wake();
+        }
       });
     this.#inFlight.add(attempt);
   }
@@ -385,6 +434,7 @@ export class OutboxDispatcher {
       this.#log.error({ ...context, error: outcome.error }, 'notification failed for good');
     } else {
       this.#retryTimes.push(outcome.nextAttemptAt as number);
+      this.#retryScheduled = true;
       this.#log.warn(
         { ...context, error: outcome.error, nextAttemptAt: outcome.nextAttemptAt },
         'notification failed; will retry',
@@ -393,28 +443,56 @@ export class OutboxDispatcher {
   }
 
   /**
-   * Records the outcome. If the store refuses, the entry stays pending there
-   * and is attempted again later (a resend, if it was delivered): its id is
-   * held for STORE_RETRY_MS first so a failing store does not turn into a
-   * resend loop.
+   * Records the outcome, with whatever other outcomes are waiting, once the
+   * write before has finished. If the store refuses, the entries stay pending
+   * there and are attempted again later (a resend, if one was delivered):
+   * their ids are held for STORE_RETRY_MS first so a failing store does not
+   * turn into a resend loop. Resolves once written or held; never throws.
    */
-  async #record(entry: OutboxEntry, outcome: DeliveryOutcome): Promise<void> {
-    try {
-      await this.#o.store.recordDelivery(entry.id, outcome);
-      this.#release(entry.id);
-    } catch (err) {
-      this.#log.error(
-        { err, channel: entry.channel, notificationId: entry.payload.id, delivered: outcome.ok },
-        'recording a delivery attempt failed; the entry stays pending',
-      );
-      const hold = setTimeout(() => {
-        this.#holds.delete(hold);
-        this.#release(entry.id);
-        this.wake();
-      }, STORE_RETRY_MS);
-      hold.unref();
-      this.#holds.add(hold);
+  #record(entry: OutboxEntry, outcome: DeliveryOutcome): Promise<void> {
+    return new Promise((written) => {
+      this.#toRecord.push({ id: entry.id, outcome, entry, written });
+      if (!this.#recording) void this.#writeRecords();
+    });
+  }
+
+  async #writeRecords(): Promise<void> {
+    this.#recording = true;
+    while (this.#toRecord.length > 0) {
+      const batch = this.#toRecord;
+      this.#toRecord = [];
+      try {
+        await this.#o.store.recordDeliveries(batch.map(({ id, outcome }) => ({ id, outcome })));
+        for (const r of batch) this.#release(r.id);
+      } catch (err) {
+        for (const { entry, outcome } of batch) {
+          this.#log.error(
+            {
+              err,
+              channel: entry.channel,
+              notificationId: entry.payload.id,
+              delivered: outcome.ok,
+            },
+            'recording a delivery attempt failed; the entry stays pending',
+          );
+        }
+        this.#hold(batch.map((r) => r.id));
+      }
+      for (const r of batch) r.written();
     }
+    this.#recording = false;
+  }
+
+  /** Keeps `ids` tracked (so no pass queues them) for STORE_RETRY_MS, then lets the loop retry them. */
+  #hold(ids: readonly string[]): void {
+    const hold = setTimeout(() => {
+      this.#holds.delete(hold);
+      for (const id of ids) this.#release(id);
+      this.#backlog = true;
+      this.wake();
+    }, STORE_RETRY_MS);
+    hold.unref();
+    this.#holds.add(hold);
   }
 
   #release(id: string): void {

@@ -55,6 +55,7 @@ class FlakyStore implements AlertStore {
     this.inner.dueNotifications(now, limit);
   nextDueAt = () => this.inner.nextDueAt();
   recordDelivery: AlertStore['recordDelivery'] = (id, o) => this.inner.recordDelivery(id, o);
+  recordDeliveries: AlertStore['recordDeliveries'] = (r) => this.inner.recordDeliveries(r);
   outboxStats = () => this.inner.outboxStats();
   subjectStates = () => this.inner.subjectStates();
   purgeResolved: AlertStore['purgeResolved'] = (before) => this.inner.purgeResolved(before);

@@ -31,6 +31,7 @@ import type { LakeQueries } from '../query/index.js';
 import type { CatalogTable, QualityHistory } from '../lake/index.js';
 import { parseLimit, parseTimeParam, optionalString } from './params.js';
 import { registerAlertRoutes, type AlertApiDeps } from './alerts.js';
+import { registerWorkflowRoutes, type WorkflowApiDeps } from './workflows.js';
 
 export interface ApiDeps {
   sink: IngestSink;
@@ -55,6 +56,8 @@ export interface ApiDeps {
     /** Sets the outbox gauges at scrape time. */
     sampleGauges(): Promise<void>;
   };
+  /** Workflows, their runs and callbacks (`/api/workflows`); absent when workflows are off. */
+  workflows?: WorkflowApiDeps;
 }
 
 const FORMAT_BY_MEDIA_TYPE: Record<string, PayloadFormat> = {
@@ -394,6 +397,7 @@ export function buildApi(deps: ApiDeps): FastifyInstance {
   });
 
   if (deps.alerts) registerAlertRoutes(app, deps.alerts);
+  if (deps.workflows) registerWorkflowRoutes(app, deps.workflows);
 
   return app;
 }

@@ -1,12 +1,9 @@
 /**
  * `canopy alerts list|ack|snooze|resolve`: a client of a running Canopy's
- * API. The alerts live in the running process's metadata store (a DuckDB
- * file one process holds open), so the CLI asks that process rather than
- * opening the store itself.
+ * API (see api-client.ts).
  */
-import type { CanopyConfig } from '../config/schema.js';
-import { CanopyError, ERROR_CODES, type ErrorCode } from '../core/errors.js';
 import type { alertToWire } from '../api/alerts.js';
+import { callApi } from './api-client.js';
 
 export type WireAlert = ReturnType<typeof alertToWire>;
 
@@ -17,36 +14,6 @@ export interface AlertListFilters {
   location?: string;
   rule?: string;
   limit?: string;
-}
-
-/** The running Canopy's API, from config `http` (a wildcard bind is reached on loopback). */
-export function apiBaseUrl(config: CanopyConfig): string {
-  const host = ['0.0.0.0', '::'].includes(config.http.host) ? '127.0.0.1' : config.http.host;
-  return `http://${host.includes(':') ? `[${host}]` : host}:${config.http.port}`;
-}
-
-async function call(url: string, init?: RequestInit): Promise<unknown> {
-  let response: Response;
-  try {
-    response = await fetch(url, init);
-  } catch (err) {
-    throw new CanopyError(
-      'CANOPY_API_UNREACHABLE',
-      `no Canopy answers at ${new URL(url).origin}: is it running? (--url sets where)`,
-      { cause: err },
-    );
-  }
-  const body = (await response.json().catch(() => ({}))) as {
-    error?: { code?: string; message?: string };
-  };
-  if (!response.ok) {
-    const code = body.error?.code;
-    throw new CanopyError(
-      code !== undefined && code in ERROR_CODES ? (code as ErrorCode) : 'CANOPY_API_INTERNAL',
-      body.error?.message ?? `HTTP ${response.status}`,
-    );
-  }
-  return body;
 }
 
 export async function listAlerts(baseUrl: string, filters: AlertListFilters): Promise<WireAlert[]> {
@@ -63,7 +30,9 @@ export async function listAlerts(baseUrl: string, filters: AlertListFilters): Pr
     const value = filters[flag];
     if (value !== undefined) params.set(param, value);
   }
-  const body = (await call(`${baseUrl}/api/alerts?${params.toString()}`)) as { data: WireAlert[] };
+  const body = (await callApi(`${baseUrl}/api/alerts?${params.toString()}`)) as {
+    data: WireAlert[];
+  };
   return body.data;
 }
 
@@ -73,7 +42,7 @@ export async function actOnAlert(
   action: 'ack' | 'snooze' | 'resolve',
   body: Record<string, string>,
 ): Promise<WireAlert> {
-  const answer = (await call(`${baseUrl}/api/alerts/${encodeURIComponent(id)}/${action}`, {
+  const answer = (await callApi(`${baseUrl}/api/alerts/${encodeURIComponent(id)}/${action}`, {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
     body: JSON.stringify(body),

@@ -14,7 +14,8 @@ import {
   rulesFilePath,
   type RuleSet,
 } from '../alerts/rules/index.js';
-import { actOnAlert, apiBaseUrl, formatAlerts, listAlerts } from './alerts-client.js';
+import { actOnAlert, formatAlerts, listAlerts } from './alerts-client.js';
+import { apiBaseUrl } from './api-client.js';
 
 /** How main.ts loads the configuration and reports a failure (exit codes live there). */
 export interface AlertsCommandDeps {

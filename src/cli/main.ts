@@ -15,6 +15,7 @@ import { alertsCommand } from './alerts.js';
 import { ingestFile } from './ingest-file.js';
 import { JOBS, lakeCatalog, queryLake, runJob, type JobName } from './jobs.js';
 import { simulateCommand } from './simulate.js';
+import { addWorkflowCommands, runWorkflow } from './workflows.js';
 
 function fail(err: unknown): never {
   if (isCanopyError(err)) {
@@ -149,20 +150,26 @@ program
 
 interface JobRunFlags {
   config?: string;
+  url?: string;
+  wait?: boolean;
   dryRun?: boolean;
   /** Validated by the job (CANOPY_JOB_BAD_DATE). */
   date?: string;
   full?: boolean;
 }
 
-const jobs = program.command('jobs').description("the platform's batch jobs");
+const jobs = program
+  .command('jobs')
+  .description("the platform's batch jobs and workflows (scheduled, with run history)");
 jobs
   .command('run')
   .description(
-    'run one job now (bronze-export needs the hot store, so stop Canopy first; silver and quality need only the lake; exit 1 when a quality suite fails)',
+    'run a batch job now in this process (bronze-export needs the hot store, so stop Canopy first; silver and quality need only the lake; exit 1 when a quality suite fails), or start a run of a workflow in the running Canopy (see `jobs list`)',
   )
   .addOption(new Option('--config <file>', 'YAML config file'))
-  .argument('<job>', JOBS.join(' | '))
+  .addOption(new Option('--url <url>', 'workflows: the running Canopy (default: from config http)'))
+  .option('--wait', 'workflows: wait until the run ends (or waits for a callback)')
+  .argument('<job>', `${JOBS.join(' | ')} | a workflow`)
   .option('--dry-run', 'retention: list what would be deleted, delete nothing')
   .option(
     '--date <YYYY-MM-DD>',
@@ -170,14 +177,12 @@ jobs
   )
   .option('--full', 'warehouse-load: reload every window and the sensor dimension')
   .action(async (job: string, opts: JobRunFlags) => {
-    const config = load(opts.config);
     try {
       if (!isJobName(job)) {
-        throw new CanopyError(
-          'CANOPY_API_BAD_REQUEST',
-          `unknown job "${job}"; known: ${JOBS.join(', ')}`,
-        );
+        await runWorkflow({ load, fail }, job, opts);
+        return;
       }
+      const config = load(opts.config);
       if (opts.full && job !== 'warehouse-load') {
         throw new CanopyError('CANOPY_API_BAD_REQUEST', '--full applies to warehouse-load only');
       }
@@ -200,6 +205,8 @@ jobs
   });
 
 program.addCommand(alertsCommand({ load: (file) => load(file), fail }));
+
+addWorkflowCommands(jobs, { load, fail });
 
 const configCommand = program.command('config').description('configuration tools');
 configCommand

@@ -459,6 +459,66 @@ export const configSchema = z.strictObject({
         .describe('Resolved alerts, their history and notifications are deleted after this.'),
     })
     .prefault({}),
+  workflows: z
+    .strictObject({
+      enabled: z
+        .boolean()
+        .default(true)
+        .describe(
+          'Run the platform workflows (housekeeping, hourly lake, daily pipeline) on their schedules. Off: housekeeping runs on `lake.exportIntervalMs` alone.',
+        ),
+      timezone: z
+        .string()
+        .default('UTC')
+        .describe(
+          'IANA time zone of the hourly and daily schedules (and of the daily pipeline’s date).',
+        ),
+      instanceId: z
+        .string()
+        .regex(/^[A-Za-z0-9._:-]{1,128}$/)
+        .optional()
+        .describe('Names this process in run leases; default `<hostname>:<pid>`.'),
+      leaseMs: positiveMs
+        .default(60_000)
+        .describe(
+          'A run whose owner stops renewing its lease this long is taken over by another instance.',
+        ),
+      historyDays: z
+        .number()
+        .positive()
+        .default(30)
+        .describe('Finished runs, their tasks and attempts are deleted after this.'),
+      hourly: z
+        .strictObject({
+          cron: z.string().default('5 * * * *'),
+          deadlineMs: positiveMs.default(30 * 60_000),
+        })
+        .prefault({})
+        .describe('Silver and gold for every changed date, then quality for the day.'),
+      daily: z
+        .strictObject({
+          cron: z.string().default('30 0 * * *'),
+          deadlineMs: positiveMs.default(2 * 3_600_000),
+          catchUpDays: z
+            .number()
+            .int()
+            .min(0)
+            .max(60)
+            .default(7)
+            .describe('Days missed while down that are run at start (oldest first).'),
+          summaryChannels: z
+            .array(z.string().min(1))
+            .optional()
+            .describe(
+              'Channels (`alerting.notifiers`) the daily summary goes to; default `[log]` when a `log` channel is configured, else none.',
+            ),
+        })
+        .prefault({})
+        .describe(
+          'Yesterday’s pipeline: freshness → silver → gold → quality → warehouse load → summary → notify, then retention.',
+        ),
+    })
+    .prefault({}),
   landing: z
     .strictObject({
       enabled: z
@@ -562,3 +622,4 @@ export type AlertingConfig = CanopyConfig['alerting'];
 export type NotifierConfig = z.output<typeof notifier>;
 export type AlertRouteConfig = z.output<typeof alertRoute>;
 export type MetaConfig = CanopyConfig['meta'];
+export type WorkflowsConfig = CanopyConfig['workflows'];

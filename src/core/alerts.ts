@@ -241,6 +241,12 @@ export type DeliveryOutcome =
       nextAttemptAt: number | null;
     };
 
+/** One delivery attempt's outcome for the outbox entry `id`. */
+export interface DeliveryRecord {
+  id: string;
+  outcome: DeliveryOutcome;
+}
+
 export interface AlertStore {
   open(): Promise<void>;
   close(): Promise<void>;
@@ -260,6 +266,11 @@ export interface AlertStore {
   nextDueAt(): Promise<number | null>;
   /** Counts an attempt; success marks it delivered, failure reschedules or gives up. */
   recordDelivery(id: string, outcome: DeliveryOutcome): Promise<void>;
+  /**
+   * `recordDelivery` for each record, in order, in one transaction: all of
+   * them, or (on throw) none. An empty list does nothing.
+   */
+  recordDeliveries(records: readonly DeliveryRecord[]): Promise<void>;
   outboxStats(): Promise<OutboxStats>;
   subjectStates(): Promise<SubjectState[]>;
   /**

@@ -1,14 +1,13 @@
 /**
- * Alerting in the running platform: the metadata store, the rules file, the
- * evaluator fed by pipeline commits and pipeline events, and the outbox
- * dispatcher that delivers notifications.
+ * Alerting in the running platform: the rules file, the evaluator fed by
+ * pipeline commits and pipeline events, and the outbox dispatcher that
+ * delivers notifications, over the metadata store the caller opened.
  *
  * Order of work for one committed group: commit (readings durable) →
  * evaluation queued → changes and their outbox entries stored in one
- * metadata transaction → dispatcher woken → notifiers. Stopping reverses it:
+ * metadata transaction → the new entries handed to the dispatcher → notifiers. Stopping reverses it:
  * evaluations queued so far are applied, in-flight deliveries finish (bounded
- * by their timeouts), then the store closes; pending entries wait in the
- * outbox for the next start.
+ * by their timeouts); pending entries wait in the outbox for the next start.
  */
 import type { AlertStore } from '../core/alerts.js';
 import type { Clock } from '../core/clock.js';
@@ -19,13 +18,13 @@ import {
   AlertEngine,
   AlertService,
   OutboxDispatcher,
-  createNotifiers,
   ensureRulesFile,
   exportRules,
   parseRules,
   saveRulesFile,
   ruleContextOf,
   rulesFilePath,
+  type Notifier,
   type PipelineEvent,
   type RuleSet,
 } from '../alerts/index.js';
@@ -33,7 +32,6 @@ import type { AlertApiDeps } from '../api/alerts.js';
 import type { QualityHistory } from '../lake/index.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
-import { openMetaStore } from '../storage/index.js';
 
 /** How often finished quality runs (written by any process into the lake) are looked for. */
 const QUALITY_POLL_MS = 60_000;
@@ -71,6 +69,10 @@ function configuredBounds(
 
 export async function startAlerting(deps: {
   config: CanopyConfig;
+  /** The metadata store, opened (and later closed) by the caller. */
+  store: AlertStore;
+  /** The configured channels; closed by the outbox dispatcher when it stops. */
+  notifiers: ReadonlyMap<string, Notifier>;
   hotStore: HotStore;
   quality: Pick<QualityHistory, 'latestBySuite'>;
   clock: Clock;
@@ -83,9 +85,8 @@ export async function startAlerting(deps: {
   const context = ruleContextOf(config);
   const rules = await ensureRulesFile(rulesFile, context);
 
-  const store = openMetaStore(config.meta, config.dataDir, logger);
-  await store.open();
-  const closers: (() => Promise<void>)[] = [() => store.close()];
+  const { store } = deps;
+  const closers: (() => Promise<void>)[] = [];
   const stop = async (): Promise<void> => {
     for (const close of closers.splice(0).reverse()) await close();
   };
@@ -93,7 +94,7 @@ export async function startAlerting(deps: {
     const dispatcher = new OutboxDispatcher({
       ...config.alerting.outbox,
       store,
-      notifiers: createNotifiers(config.alerting.notifiers, { logger }),
+      notifiers: deps.notifiers,
       clock,
       metrics,
       logger: logger.child({ component: 'outbox' }),
@@ -115,7 +116,7 @@ export async function startAlerting(deps: {
       metrics,
       logger,
       tickMs: config.alerting.tickMs,
-      onQueued: () => dispatcher.wake(),
+      onQueued: (entries) => dispatcher.offer(entries),
     });
     const sensors = await deps.hotStore.listSensors();
     await service.start(

@@ -29,9 +29,17 @@ import { MqttClientSource } from '../sources/mqtt-client.js';
 import { HttpPollSource } from '../sources/http-poll.js';
 import { FileDropSource } from '../sources/file-drop.js';
 import { BUILT_IN_WIDE_CSV_MAPPINGS } from '../ingest/index.js';
-import { createObjectStore, DuckDbHotStore, LocalObjectStore } from '../storage/index.js';
+import { createNotifiers, type Notifier } from '../alerts/index.js';
+import type { MetaStore } from '../core/meta.js';
+import {
+  createObjectStore,
+  DuckDbHotStore,
+  LocalObjectStore,
+  openMetaStore,
+} from '../storage/index.js';
 import { startAlerting, type Alerting } from './alerting.js';
-import { startHousekeeping, type Housekeeping } from './housekeeping.js';
+import { startHousekeeping, type Housekeeping, type RetentionPurge } from './housekeeping.js';
+import { startWorkflows, type Workflows } from './workflows.js';
 import { createPipeline, type IngestPipeline } from './pipeline.js';
 import { startSimulation } from './simulation.js';
 
@@ -44,10 +52,12 @@ export interface CanopyApp {
   httpPort: number | null;
   mqttPort: number | null;
   api: FastifyInstance;
-  /** Export to bronze, then purge the hot window; also runs on `lake.exportIntervalMs`. */
+  /** Export to bronze, then purge the hot window: the `housekeeping` workflow's steps, or on `lake.exportIntervalMs` without workflows. */
   housekeeping: Housekeeping;
   /** Rules, alerts and the notification outbox; null when `alerting.enabled` is false. */
   alerting: Alerting | null;
+  /** The platform workflows and their runner; null when `workflows.enabled` is false. */
+  workflows: Workflows | null;
   stop(): Promise<void>;
 }
 
@@ -71,6 +81,13 @@ function diskVolumes(config: CanopyConfig): DiskVolume[] {
       path: path.resolve(config.lake.path ?? path.join(config.dataDir, 'lake')),
     });
   return volumes;
+}
+
+const DAY_MS = 86_400_000;
+
+/** Notifiers without an outbox dispatcher to close them (alerting off). */
+async function closeNotifiers(notifiers: ReadonlyMap<string, Notifier>): Promise<void> {
+  for (const notifier of notifiers.values()) await notifier.close?.();
 }
 
 /** A key no one writes: its HEAD answers "absent" from a reachable lake and throws otherwise. */
@@ -128,17 +145,42 @@ export async function startCanopy(config: CanopyConfig, options: StartOptions): 
     stops.push(() => store.close());
     readiness.push({ name: 'hot-store', probe: () => store.countReadings().then(() => undefined) });
 
+    // Alerts and workflow runs share one metadata store, closed last.
+    let meta: MetaStore | null = null;
+    if (config.alerting.enabled || config.workflows.enabled) {
+      const opened = openMetaStore(
+        config.meta,
+        config.dataDir,
+        logger.child({ component: 'meta' }),
+      );
+      await opened.open();
+      stops.push(() => opened.close());
+      readiness.push({
+        name: 'meta-store',
+        probe: () => opened.outboxStats().then(() => undefined),
+      });
+      meta = opened;
+    }
+    const notifiers = createNotifiers(config.alerting.notifiers, { logger });
+
     // Stopped after the pipeline drains (stops run in reverse), so the last commits are evaluated.
     let alerting: Alerting | null = null;
-    stops.push(() => alerting?.stop() ?? Promise.resolve());
+    stops.push(() => alerting?.stop() ?? closeNotifiers(notifiers));
     const pipeline = await createPipeline(config, store, { clock, metrics, logger });
     stops.push(() => pipeline.drain());
 
     const lake = createObjectStore(config.lake, config.dataDir);
+    stops.push(() => Promise.resolve(lake.close()));
+    readiness.push({
+      name: 'lake',
+      probe: () => lake.head(LAKE_READINESS_KEY).then(() => undefined),
+    });
     const quality = new QualityHistory(lake, clock);
-    if (config.alerting.enabled) {
+    if (config.alerting.enabled && meta !== null) {
       const started = await startAlerting({
         config,
+        store: meta,
+        notifiers,
         hotStore: store,
         quality,
         clock,
@@ -149,16 +191,24 @@ export async function startCanopy(config: CanopyConfig, options: StartOptions): 
       pipeline.onCommit((readings, rejected) =>
         started.service.readingsCommitted(readings, rejected),
       );
-      readiness.push({
-        name: 'meta-store',
-        probe: () => started.store.outboxStats().then(() => undefined),
-      });
     }
-    stops.push(() => Promise.resolve(lake.close()));
-    readiness.push({
-      name: 'lake',
-      probe: () => lake.head(LAKE_READINESS_KEY).then(() => undefined),
-    });
+
+    const retention: RetentionPurge[] = [];
+    if (meta !== null) {
+      const metaStore = meta;
+      if (config.alerting.enabled)
+        retention.push({
+          name: 'resolved alerts',
+          olderThanMs: config.alerting.retentionDays * DAY_MS,
+          purge: (before) => metaStore.purgeResolved(before),
+        });
+      if (config.workflows.enabled)
+        retention.push({
+          name: 'workflow runs',
+          olderThanMs: config.workflows.historyDays * DAY_MS,
+          purge: (before) => metaStore.purgeRuns(before),
+        });
+    }
     const housekeeping = startHousekeeping({
       config,
       store,
@@ -166,21 +216,19 @@ export async function startCanopy(config: CanopyConfig, options: StartOptions): 
       clock,
       metrics,
       logger,
-      ...(alerting === null
-        ? {}
-        : {
-            alerts: alerting.store,
-            onStep: (step, error) =>
-              alerting?.observe({
-                kind: 'job',
-                name: `housekeeping-${step}`,
-                ok: error === undefined,
-                at: clock.now(),
-                ...(error === undefined
-                  ? {}
-                  : { error: error instanceof Error ? error.message : 'unknown error' }),
-              }),
-          }),
+      retention,
+      // With workflows on, the `housekeeping` workflow runs the steps every minute.
+      timer: !config.workflows.enabled,
+      onStep: (step, error) =>
+        alerting?.observe({
+          kind: 'job',
+          name: `housekeeping-${step}`,
+          ok: error === undefined,
+          at: clock.now(),
+          ...(error === undefined
+            ? {}
+            : { error: error instanceof Error ? error.message : 'unknown error' }),
+        }),
     });
     stops.push(() => housekeeping.stop());
 
@@ -190,6 +238,28 @@ export async function startCanopy(config: CanopyConfig, options: StartOptions): 
     });
     stops.push(() => queries.close());
 
+    let workflows: Workflows | null = null;
+    if (config.workflows.enabled && meta !== null) {
+      const started = alerting;
+      workflows = await startWorkflows({
+        config,
+        store: meta,
+        lake,
+        hotStore: store,
+        housekeeping,
+        queries,
+        notifiers,
+        ...(started === null
+          ? {}
+          : { alerts: { store: started.store, observe: (e) => started.observe(e) } }),
+        clock,
+        metrics,
+        logger,
+      });
+      const running = workflows;
+      stops.push(() => running.stop());
+    }
+
     const api = buildApi({
       sink: pipeline,
       store,
@@ -197,6 +267,7 @@ export async function startCanopy(config: CanopyConfig, options: StartOptions): 
       catalog: () => buildCatalog(lake, { cacheDir }),
       quality,
       ...(alerting === null ? {} : { alerts: alerting.api }),
+      ...(workflows === null ? {} : { workflows: workflows.api }),
       metrics,
       logger,
       maxPayloadBytes: config.ingest.maxPayloadBytes,
@@ -297,6 +368,7 @@ export async function startCanopy(config: CanopyConfig, options: StartOptions): 
       api,
       housekeeping,
       alerting,
+      workflows,
       stop: stopAll,
     };
   } catch (err) {

@@ -1,14 +1,19 @@
 /**
- * Housekeeping on an interval: export new hot-store rows to bronze and new
- * dead letters to `deadletter/`, compact closed bronze hours, then purge the hot window (readings and dead
- * letters), idempotency receipts and resolved alerts past their retention. The purge only ever
- * deletes readings and dead letters at or below their export watermarks, so a
- * failed export simply means nothing new is purged.
- * A tick that finds the previous one still running is skipped. Each step's
- * outcome goes to `onStep`, which feeds the alert rules on failed jobs.
+ * Housekeeping: export new hot-store rows to bronze and new dead letters to
+ * `deadletter/`, compact closed bronze hours, then purge the hot window
+ * (readings and dead letters), idempotency receipts, resolved alerts and
+ * finished workflow runs past their retention. The purge only ever deletes
+ * readings and dead letters at or below their export watermarks, so a failed
+ * export simply means nothing new is purged.
+ *
+ * Each step can run on its own (`step`), which is how the `housekeeping`
+ * workflow runs them every minute; `runOnce` runs all three. Without the
+ * workflows, a timer runs `runOnce` every `lake.exportIntervalMs`. A pass
+ * that finds the previous one still running waits for it instead of
+ * overlapping. Every step's outcome goes to `onStep` (failed-job alerts) and
+ * its failures to `canopy_housekeeping_failures_total{step}`.
  */
 import path from 'node:path';
-import type { AlertStore } from '../core/alerts.js';
 import type { Clock } from '../core/clock.js';
 import type { ObjectStore } from '../core/object-store.js';
 import type { HotStore } from '../core/store.js';
@@ -25,13 +30,30 @@ import type { Metrics } from '../observability/metrics.js';
 const BRONZE_HOUR_CLOSED_AFTER_MS = 3_600_000;
 
 export type HousekeepingStep = 'export' | 'compact' | 'purge';
+export const HOUSEKEEPING_STEPS: readonly HousekeepingStep[] = ['export', 'compact', 'purge'];
 
 export interface Housekeeping {
-  /** One export-and-purge pass; resolves when done (never rejects: failures are logged and counted). */
+  /** Every step in order; resolves when done (never rejects: failures are logged and counted). */
   runOnce(): Promise<void>;
-  /** Stops the interval and waits for a running pass. */
+  /** One step; rejects with its error after counting and logging it. */
+  step(step: HousekeepingStep): Promise<void>;
+  /** Stops the timer and waits for a running step. */
   stop(): Promise<void>;
 }
+
+/** What else is purged with the hot window: each deletes what is older than the time it is given. */
+export interface RetentionPurge {
+  /** e.g. resolved alerts, finished workflow runs. */
+  name: string;
+  olderThanMs: number;
+  purge(before: number): Promise<number>;
+}
+
+const FAILURE_MESSAGES: Record<HousekeepingStep, string> = {
+  export: 'bronze export failed; nothing new will be purged until it succeeds',
+  compact: 'bronze compaction failed; the small files stay until the next pass',
+  purge: 'purge of the hot store or of the metadata past retention failed',
+};
 
 export function startHousekeeping(deps: {
   config: CanopyConfig;
@@ -40,70 +62,73 @@ export function startHousekeeping(deps: {
   clock: Clock;
   metrics: Metrics;
   logger: Logger;
-  /** Resolved alerts older than `config.alerting.retentionDays` are purged with the hot window. */
-  alerts?: Pick<AlertStore, 'purgeResolved'>;
+  /** Purged with the hot window. */
+  retention?: readonly RetentionPurge[];
   onStep?: (step: HousekeepingStep, error: unknown) => void;
+  /** Run `runOnce` on `lake.exportIntervalMs` (when no workflow schedules the steps). */
+  timer: boolean;
 }): Housekeeping {
   const { config, store, lake, clock, metrics } = deps;
   const logger = deps.logger.child({ component: 'housekeeping' });
-  let running: Promise<void> | undefined;
-  const failed = (step: HousekeepingStep, err: unknown, message: string): void => {
-    metrics.housekeepingFailures.inc({ step });
-    logger.error({ err }, message);
-    deps.onStep?.(step, err);
-  };
+  const workDir = path.join(config.dataDir, 'tmp');
+  // Steps never overlap: each waits for the one before it.
+  let tail: Promise<void> = Promise.resolve();
 
-  const pass = async (): Promise<void> => {
-    try {
-      const report = await runBronzeExport({
-        store,
-        lake,
-        workDir: path.join(config.dataDir, 'tmp'),
-        logger,
-      });
+  const work: Record<HousekeepingStep, () => Promise<void>> = {
+    async export() {
+      const report = await runBronzeExport({ store, lake, workDir, logger });
       metrics.bronzeExportedRows.inc(report.rows);
       await runDeadLetterExport({ store, lake, logger });
-      deps.onStep?.('export', undefined);
-    } catch (err) {
-      failed('export', err, 'bronze export failed; nothing new will be purged until it succeeds');
-    }
-    try {
+    },
+    async compact() {
       const compacted = await runBronzeCompaction({
         lake,
-        workDir: path.join(config.dataDir, 'tmp'),
+        workDir,
         clock,
         logger,
         closedAfterMs: BRONZE_HOUR_CLOSED_AFTER_MS,
       });
       metrics.bronzeCompactedFiles.inc(compacted.filesMerged);
-      deps.onStep?.('compact', undefined);
-    } catch (err) {
-      failed('compact', err, 'bronze compaction failed; the small files stay until the next pass');
-    }
-    try {
+    },
+    async purge() {
       const now = clock.now();
       metrics.purgedRows.inc(
         await store.purge(now - config.store.retentionHours * 3_600_000, {
           receiptsBefore: now - config.store.receiptRetentionDays * 86_400_000,
         }),
       );
-      await deps.alerts?.purgeResolved(now - config.alerting.retentionDays * 86_400_000);
-      deps.onStep?.('purge', undefined);
-    } catch (err) {
-      failed('purge', err, 'purge of the hot store or of resolved alerts failed');
-    }
+      for (const extra of deps.retention ?? []) await extra.purge(now - extra.olderThanMs);
+    },
   };
-  const runOnce = (): Promise<void> => {
-    running ??= pass().finally(() => (running = undefined));
-    return running;
+
+  const step = (name: HousekeepingStep): Promise<void> => {
+    const result = tail.then(async () => {
+      try {
+        await work[name]();
+        deps.onStep?.(name, undefined);
+      } catch (err) {
+        metrics.housekeepingFailures.inc({ step: name });
+        logger.error({ err }, FAILURE_MESSAGES[name]);
+        deps.onStep?.(name, err);
+        throw err;
+      }
+    });
+    tail = result.catch(() => undefined);
+    return result;
   };
-  const timer = setInterval(() => void runOnce(), config.lake.exportIntervalMs);
-  timer.unref();
+  const runOnce = async (): Promise<void> => {
+    for (const name of HOUSEKEEPING_STEPS) await step(name).catch(() => undefined);
+  };
+  const timer = deps.timer
+    ? setInterval(() => void runOnce(), config.lake.exportIntervalMs)
+    : undefined;
+  timer?.unref();
   return {
     runOnce,
+    step,
     async stop() {
       clearInterval(timer);
-      await running;
+      await tail;
     },
   };
 }

@@ -688,6 +688,79 @@ export function describeAlertStoreConformance(
       });
     });
 
+    it('recordDeliveries records like recordDelivery one by one, in order', async () => {
+      const outcomes = (ids: readonly string[]) => [
+        {
+          id: ids[0]!,
+          outcome: {
+            ok: false as const,
+            at: FIXTURE_T0 + 1,
+            error: 'HTTP 502',
+            nextAttemptAt: FIXTURE_T0 + 900,
+          },
+        },
+        { id: ids[1]!, outcome: { ok: true as const, at: FIXTURE_T0 + 2 } },
+        { id: ids[0]!, outcome: { ok: true as const, at: FIXTURE_T0 + 3 } },
+        {
+          id: ids[2]!,
+          outcome: { ok: false as const, at: FIXTURE_T0 + 4, error: 'gone', nextAttemptAt: null },
+        },
+        // Not pending any more, and unknown: left as they are.
+        {
+          id: ids[1]!,
+          outcome: { ok: false as const, at: FIXTURE_T0 + 5, error: 'late', nextAttemptAt: null },
+        },
+        { id: 'no-such-entry', outcome: { ok: true as const, at: FIXTURE_T0 + 6 } },
+      ];
+      const family = (alertId: string) =>
+        [0, 1, 2, 3].map((i) => outboxFixture({ alertId, createdAt: FIXTURE_T0 + i }));
+      const batched = family('alert-batched');
+      const oneByOne = family('alert-one-by-one');
+      await store.apply(changesOf({ outbox: [...batched, ...oneByOne] }));
+
+      await store.recordDeliveries([]);
+      await store.recordDeliveries(outcomes(batched.map((e) => e.id)));
+      for (const r of outcomes(oneByOne.map((e) => e.id)))
+        await store.recordDelivery(r.id, r.outcome);
+
+      const strip = (entries: OutboxEntry[]) =>
+        entries.map(({ status, attempts, nextAttemptAt, deliveredAt, lastError }) => ({
+          status,
+          attempts,
+          nextAttemptAt,
+          deliveredAt,
+          lastError,
+        }));
+      const got = strip(await store.alertNotifications('alert-batched'));
+      expect(got).toEqual(strip(await store.alertNotifications('alert-one-by-one')));
+      expect(got.map((e) => `${e.status}/${e.attempts}`)).toEqual([
+        'delivered/2',
+        'delivered/1',
+        'failed/1',
+        'pending/0',
+      ]);
+    });
+
+    it('applies a change set with repeated keys as if its rows came one at a time', async () => {
+      const first = alertFixture({ summary: 'first', tier: 0 });
+      const last = { ...first, summary: 'last', tier: 1 };
+      const entry = outboxFixture({ alertId: first.id, channel: 'ops' });
+      const state = (n: number) => ({ ruleId: 'r1', subject: 'sensor:a', state: { n } });
+      await store.apply(changesOf({ subjectStates: [state(0)] }));
+      await store.apply(
+        changesOf({
+          alerts: [first, last],
+          outbox: [entry, { ...entry, channel: 'ignored', attempts: 3 }],
+          subjectStates: [state(1), state(2)],
+          clearedSubjectStates: [{ ruleId: 'r1', subject: 'sensor:a' }],
+        }),
+      );
+      expect(await store.getAlert(first.id)).toEqual(last);
+      expect(await store.listAlerts({ limit: 1000 })).toEqual([last]);
+      expect(await store.alertNotifications(first.id)).toEqual([entry]);
+      expect(await store.subjectStates()).toEqual([state(2)]);
+    });
+
     it('outboxStats counts pending and failed entries and the oldest pending', async () => {
       expect(await store.outboxStats()).toEqual({ pending: 0, failed: 0, oldestPendingAt: null });
       await store.apply(

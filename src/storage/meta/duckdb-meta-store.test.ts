@@ -7,9 +7,11 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { AlertStore } from '../../core/alerts.js';
 import { isCanopyError } from '../../core/errors.js';
 import {
+  FIXTURE_T0,
   alertFixture,
   changesOf,
   describeAlertStoreConformance,
+  outboxFixture,
 } from './alert-store.conformance.js';
 import { DuckDbMetaStore } from './duckdb-meta-store.js';
 import { openMetaStore } from './index.js';
@@ -76,6 +78,36 @@ describe('DuckDbMetaStore', () => {
     const alert = alertFixture();
     await store.apply(changesOf({ alerts: [alert] }));
     expect(await store.activeAlerts()).toEqual([alert]);
+  });
+
+  it('statements first used on other data answer for the data of their next use', async () => {
+    // The hot-path statements are prepared once and cached: each shape is
+    // used here first while the outbox is empty, then while it holds only
+    // finished entries, and must still see what was written since.
+    const store = track(new DuckDbMetaStore({ path: ':memory:' }));
+    await store.open();
+    const alert = alertFixture();
+    const entry = (n: number) =>
+      outboxFixture({ alertId: alert.id, createdAt: FIXTURE_T0 + n, nextAttemptAt: FIXTURE_T0 });
+    const [a, b, c] = [entry(0), entry(1), entry(2)];
+    expect(await store.dueNotifications(FIXTURE_T0, 10)).toEqual([]);
+    expect(await store.nextDueAt()).toBeNull();
+    await store.recordDelivery(a.id, { ok: true, at: FIXTURE_T0 });
+    await store.apply(changesOf({ alerts: [alert], outbox: [a] }));
+    await store.recordDelivery(a.id, { ok: true, at: FIXTURE_T0 + 1 });
+    expect(await store.dueNotifications(FIXTURE_T0, 10)).toEqual([]);
+    expect(await store.nextDueAt()).toBeNull();
+
+    await store.apply(changesOf({ outbox: [a, b, c] }));
+    expect(await store.dueNotifications(FIXTURE_T0, 10)).toEqual([b, c]);
+    expect(await store.nextDueAt()).toBe(FIXTURE_T0);
+    await store.recordDelivery(b.id, { ok: true, at: FIXTURE_T0 + 2 });
+    expect(await store.dueNotifications(FIXTURE_T0, 10)).toEqual([c]);
+    expect((await store.alertNotifications(alert.id)).map((e) => e.status)).toEqual([
+      'delivered',
+      'delivered',
+      'pending',
+    ]);
   });
 
   it('keeps workflow runs in memory too', async () => {

@@ -35,6 +35,7 @@ import type {
   AlertEvent,
   AlertFilter,
   DeliveryOutcome,
+  DeliveryRecord,
   OutboxEntry,
   OutboxStats,
   SubjectState,
@@ -49,7 +50,15 @@ import type {
   TaskInstance,
   WorkflowRun,
 } from '../../core/workflows.js';
-import { Params, bind, inTransaction, ms, placeholders } from './duckdb-sql.js';
+import {
+  Params,
+  PreparedStatements,
+  bindRows,
+  inTransaction,
+  ms,
+  placeholders,
+  rowPlaceholders,
+} from './duckdb-sql.js';
 import * as workflows from './duckdb-workflows.js';
 import {
   ALERT_COLUMNS,
@@ -148,6 +157,8 @@ export class DuckDbMetaStore implements MetaStore {
   private readonly migrations: readonly MetaMigration[];
   private instance: DuckDBInstance | undefined;
   private conn: DuckDBConnection | undefined;
+  /** The hot-path statements (apply, the outbox's reads and delivery records), prepared once. */
+  private statements: PreparedStatements | undefined;
   private opening: Promise<void> | undefined;
   private fileKey: string | undefined;
   /** One connection, one operation at a time: a transaction must not interleave with another call. */
@@ -207,6 +218,7 @@ export class DuckDbMetaStore implements MetaStore {
       });
       this.conn = await this.instance.connect();
       await this.migrate(this.conn);
+      this.statements = new PreparedStatements(this.conn);
     } catch (cause) {
       this.shutDown();
       if (cause instanceof CanopyError) throw cause;
@@ -267,18 +279,21 @@ export class DuckDbMetaStore implements MetaStore {
       this.log.warn({ err }, 'closing the metadata database failed');
     }
     this.conn = undefined;
+    this.statements = undefined;
     this.instance = undefined;
     if (this.fileKey !== undefined) openFiles.delete(this.fileKey);
     this.fileKey = undefined;
   }
 
   /** Queues `work` on the connection; rejects with CANOPY_META_UNAVAILABLE unless open. */
-  private use<T>(work: (conn: DuckDBConnection) => Promise<T>): Promise<T> {
+  private use<T>(
+    work: (conn: DuckDBConnection, statements: PreparedStatements) => Promise<T>,
+  ): Promise<T> {
     return this.queue.run(() => {
-      if (!this.conn) {
+      if (!this.conn || !this.statements) {
         throw unavailable(`the metadata store ${this.dbPath} is not open`);
       }
-      return work(this.conn);
+      return work(this.conn, this.statements);
     });
   }
 
@@ -286,44 +301,66 @@ export class DuckDbMetaStore implements MetaStore {
     return this.use(async (conn) => (await conn.runAndReadAll(sql, values, types)).getRows());
   }
 
+  /**
+   * A handful of statements whatever the size of the set: per table, one
+   * multi-row statement per chunk of ROWS_PER_STATEMENT rows, each from the
+   * prepared-statement cache. The result equals applying the rows one at a
+   * time in order: a repeated alert id ends as its last version, a repeated
+   * outbox id as its first, a repeated subject state as its last save.
+   */
   apply(changes: AlertChanges): Promise<void> {
-    return this.use((conn) =>
+    return this.use((conn, statements) =>
       inTransaction(conn, async () => {
         // Replace = delete + insert, see the DDL in meta-sql.ts for why no key.
-        for (const alert of changes.alerts) {
-          await conn.run('DELETE FROM alerts WHERE id = $1', [alert.id], [VARCHAR]);
-          await conn.run(
-            `INSERT INTO alerts (${ALERT_COLUMNS}) VALUES (${placeholders(ALERT_TYPES.length)})`,
-            ...bind(alertValues(alert), ALERT_TYPES),
+        const alerts = lastById(changes.alerts);
+        await chunked(alerts, async (rows) => {
+          await statements.run(
+            `DELETE FROM alerts WHERE id IN (${placeholders(rows.length)})`,
+            rows.map((a) => a.id),
+            rows.map(() => VARCHAR),
           );
-        }
-        for (const event of changes.events) {
-          await conn.run(
-            `INSERT INTO alert_events (${EVENT_COLUMNS}) VALUES (${placeholders(EVENT_TYPES.length)})`,
-            ...bind(eventValues(event), EVENT_TYPES),
+          await statements.run(
+            `INSERT INTO alerts (${ALERT_COLUMNS}) VALUES ${rowPlaceholders(rows.length, ALERT_TYPES.length)}`,
+            ...bindRows(rows.map(alertValues), ALERT_TYPES),
           );
-        }
-        // One row at a time, so a repeated id within this change set is also skipped.
-        for (const entry of changes.outbox) {
-          await conn.run(
+        });
+        // Events keep their primary key: a repeated id fails the set, within it too.
+        await chunked(changes.events, (rows) =>
+          statements.run(
+            `INSERT INTO alert_events (${EVENT_COLUMNS}) VALUES ${rowPlaceholders(rows.length, EVENT_TYPES.length)}`,
+            ...bindRows(rows.map(eventValues), EVENT_TYPES),
+          ),
+        );
+        await chunked(firstById(changes.outbox), (rows) =>
+          statements.run(
             `INSERT INTO alert_outbox (${OUTBOX_COLUMNS})
-             SELECT ${placeholders(OUTBOX_TYPES.length)}
-             WHERE NOT EXISTS (SELECT 1 FROM alert_outbox WHERE id = $1)`,
-            ...bind(outboxValues(entry), OUTBOX_TYPES),
-          );
-        }
+             SELECT * FROM (VALUES ${rowPlaceholders(rows.length, OUTBOX_TYPES.length)}) AS v(${OUTBOX_COLUMNS})
+             WHERE NOT EXISTS (SELECT 1 FROM alert_outbox o WHERE o.id = v.id)`,
+            ...bindRows(rows.map(outboxValues), OUTBOX_TYPES),
+          ),
+        );
         // Clears first: a pair both cleared and saved in one step ends saved.
-        for (const cleared of changes.clearedSubjectStates) {
-          await deleteSubjectState(conn, cleared.ruleId, cleared.subject);
-        }
-        for (const s of changes.subjectStates) {
-          await deleteSubjectState(conn, s.ruleId, s.subject);
-          await conn.run(
-            `INSERT INTO alert_subject_states (${SUBJECT_STATE_COLUMNS}) VALUES ($1, $2, $3)`,
-            [s.ruleId, s.subject, JSON.stringify(s.state)],
-            [VARCHAR, VARCHAR, VARCHAR],
-          );
-        }
+        const saved = lastBySubject(changes.subjectStates);
+        const touched = [
+          ...new Map(
+            [...changes.clearedSubjectStates, ...saved].map((s) => [subjectKey(s), s]),
+          ).values(),
+        ];
+        await chunked(touched, (rows) =>
+          statements.run(
+            `DELETE FROM alert_subject_states USING (VALUES ${rowPlaceholders(rows.length, 2)}) AS v(rule_id, subject)
+             WHERE alert_subject_states.rule_id = v.rule_id AND alert_subject_states.subject = v.subject`,
+            rows.flatMap((s) => [s.ruleId, s.subject]),
+            rows.flatMap(() => [VARCHAR, VARCHAR]),
+          ),
+        );
+        await chunked(saved, (rows) =>
+          statements.run(
+            `INSERT INTO alert_subject_states (${SUBJECT_STATE_COLUMNS}) VALUES ${rowPlaceholders(rows.length, 3)}`,
+            rows.flatMap((s) => [s.ruleId, s.subject, JSON.stringify(s.state)]),
+            rows.flatMap(() => [VARCHAR, VARCHAR, VARCHAR]),
+          ),
+        );
       }),
     );
   }
@@ -397,52 +434,45 @@ export class DuckDbMetaStore implements MetaStore {
   }
 
   async dueNotifications(now: number, limit: number): Promise<OutboxEntry[]> {
-    const rows = await this.rows(
-      `SELECT ${OUTBOX_COLUMNS} FROM alert_outbox
-       WHERE status = 'pending' AND next_attempt_at <= $1
-       ORDER BY created_at, seq LIMIT $2`,
-      [ms(now), BigInt(checkAlertLimit(limit, Number.MAX_SAFE_INTEGER))],
-      [BIGINT, BIGINT],
+    const max = BigInt(checkAlertLimit(limit, Number.MAX_SAFE_INTEGER));
+    const rows = await this.use((_conn, statements) =>
+      statements.rows(
+        `SELECT ${OUTBOX_COLUMNS} FROM alert_outbox
+         WHERE status = 'pending' AND next_attempt_at <= $1
+         ORDER BY created_at, seq LIMIT $2`,
+        [ms(now), max],
+        [BIGINT, BIGINT],
+      ),
     );
     return rows.map(toOutboxEntry);
   }
 
   async nextDueAt(): Promise<number | null> {
-    const rows = await this.rows(
-      `SELECT min(next_attempt_at) FROM alert_outbox WHERE status = 'pending'`,
+    const rows = await this.use((_conn, statements) =>
+      statements.rows(`SELECT min(next_attempt_at) FROM alert_outbox WHERE status = 'pending'`),
     );
     const v = rows[0]?.[0];
     return v === null || v === undefined ? null : Number(v);
   }
 
+  recordDelivery(id: string, outcome: DeliveryOutcome): Promise<void> {
+    return this.recordDeliveries([{ id, outcome }]);
+  }
+
   /**
-   * Only a pending entry changes: an unknown id, or one already delivered or
-   * given up (a late report from a duplicate send), is left as it is.
+   * One statement per record, in order; several share one transaction (one
+   * WAL sync). Only a pending entry changes: an unknown id, or one already
+   * delivered or given up (a late report from a duplicate send), is left as
+   * it is.
    */
-  async recordDelivery(id: string, outcome: DeliveryOutcome): Promise<void> {
-    await this.use(async (conn) => {
-      if (outcome.ok) {
-        await conn.run(
-          `UPDATE alert_outbox SET status = 'delivered', attempts = attempts + 1, delivered_at = $2
-           WHERE id = $1 AND status = 'pending'`,
-          [id, ms(outcome.at)],
-          [VARCHAR, BIGINT],
-        );
-      } else if (outcome.nextAttemptAt === null) {
-        await conn.run(
-          `UPDATE alert_outbox SET status = 'failed', attempts = attempts + 1, last_error = $2
-           WHERE id = $1 AND status = 'pending'`,
-          [id, outcome.error],
-          [VARCHAR, VARCHAR],
-        );
-      } else {
-        await conn.run(
-          `UPDATE alert_outbox SET attempts = attempts + 1, last_error = $2, next_attempt_at = $3
-           WHERE id = $1 AND status = 'pending'`,
-          [id, outcome.error, ms(outcome.nextAttemptAt)],
-          [VARCHAR, VARCHAR, BIGINT],
-        );
-      }
+  recordDeliveries(records: readonly DeliveryRecord[]): Promise<void> {
+    if (records.length === 0) return Promise.resolve();
+    return this.use(async (conn, statements) => {
+      const write = async (): Promise<void> => {
+        for (const { id, outcome } of records) await recordOne(statements, id, outcome);
+      };
+      if (records.length === 1) await write();
+      else await inTransaction(conn, write);
     });
   }
 
@@ -547,16 +577,64 @@ export class DuckDbMetaStore implements MetaStore {
   }
 }
 
-async function deleteSubjectState(
-  conn: DuckDBConnection,
-  ruleId: string,
-  subject: string,
+async function recordOne(
+  statements: PreparedStatements,
+  id: string,
+  outcome: DeliveryOutcome,
 ): Promise<void> {
-  await conn.run(
-    'DELETE FROM alert_subject_states WHERE rule_id = $1 AND subject = $2',
-    [ruleId, subject],
-    [VARCHAR, VARCHAR],
-  );
+  if (outcome.ok) {
+    await statements.run(
+      `UPDATE alert_outbox SET status = 'delivered', attempts = attempts + 1, delivered_at = $2
+       WHERE id = $1 AND status = 'pending'`,
+      [id, ms(outcome.at)],
+      [VARCHAR, BIGINT],
+    );
+  } else if (outcome.nextAttemptAt === null) {
+    await statements.run(
+      `UPDATE alert_outbox SET status = 'failed', attempts = attempts + 1, last_error = $2
+       WHERE id = $1 AND status = 'pending'`,
+      [id, outcome.error],
+      [VARCHAR, VARCHAR],
+    );
+  } else {
+    await statements.run(
+      `UPDATE alert_outbox SET attempts = attempts + 1, last_error = $2, next_attempt_at = $3
+       WHERE id = $1 AND status = 'pending'`,
+      [id, outcome.error, ms(outcome.nextAttemptAt)],
+      [VARCHAR, VARCHAR, BIGINT],
+    );
+  }
+}
+
+/** Rows per multi-row statement: bounds the SQL text and the number of distinct cached statements. */
+const ROWS_PER_STATEMENT = 100;
+
+async function chunked<T>(
+  rows: readonly T[],
+  write: (chunk: T[]) => Promise<unknown>,
+): Promise<void> {
+  for (let i = 0; i < rows.length; i += ROWS_PER_STATEMENT) {
+    await write(rows.slice(i, i + ROWS_PER_STATEMENT));
+  }
+}
+
+function lastById<T extends { id: string }>(rows: readonly T[]): T[] {
+  return [...new Map(rows.map((r) => [r.id, r])).values()];
+}
+
+/** First occurrence of each id, in the order of first occurrences. */
+function firstById<T extends { id: string }>(rows: readonly T[]): T[] {
+  const byId = new Map<string, T>();
+  for (const r of rows) if (!byId.has(r.id)) byId.set(r.id, r);
+  return [...byId.values()];
+}
+
+function subjectKey(s: { ruleId: string; subject: string }): string {
+  return `${s.ruleId}\u0000${s.subject}`;
+}
+
+function lastBySubject(rows: readonly SubjectState[]): SubjectState[] {
+  return [...new Map(rows.map((r) => [subjectKey(r), r])).values()];
 }
 
 function unavailable(message: string, cause?: unknown): CanopyError {

@@ -17,6 +17,7 @@ import type {
   AlertEvent,
   AlertFilter,
   DeliveryOutcome,
+  DeliveryRecord,
   OutboxEntry,
   OutboxStats,
   SubjectState,
@@ -390,26 +391,43 @@ export class PostgresMetaStore implements MetaStore {
    * given up (a late report from a duplicate send), is left as it is.
    */
   async recordDelivery(id: string, outcome: DeliveryOutcome): Promise<void> {
+    const [text, values] = this.deliveryUpdate(id, outcome);
+    await this.rows(text, values);
+  }
+
+  /** One UPDATE per record, in order, in one transaction (see recordDelivery). */
+  async recordDeliveries(records: readonly DeliveryRecord[]): Promise<void> {
+    if (records.length === 0) return;
+    if (records.length === 1) return this.recordDelivery(records[0]!.id, records[0]!.outcome);
+    await this.transaction(async (client) => {
+      for (const { id, outcome } of records) {
+        const [text, values] = this.deliveryUpdate(id, outcome);
+        await client.query(text, values);
+      }
+    });
+  }
+
+  private deliveryUpdate(id: string, outcome: DeliveryOutcome): [string, unknown[]] {
     const t = this.sql.t('alert_outbox');
     if (outcome.ok) {
-      await this.rows(
+      return [
         `UPDATE ${t} SET status = 'delivered', attempts = attempts + 1, delivered_at = $2::bigint
          WHERE id = $1 AND status = 'pending'`,
         [id, outcome.at],
-      );
-    } else if (outcome.nextAttemptAt === null) {
-      await this.rows(
+      ];
+    }
+    if (outcome.nextAttemptAt === null) {
+      return [
         `UPDATE ${t} SET status = 'failed', attempts = attempts + 1, last_error = $2
          WHERE id = $1 AND status = 'pending'`,
         [id, outcome.error],
-      );
-    } else {
-      await this.rows(
-        `UPDATE ${t} SET attempts = attempts + 1, last_error = $2, next_attempt_at = $3::bigint
-         WHERE id = $1 AND status = 'pending'`,
-        [id, outcome.error, outcome.nextAttemptAt],
-      );
+      ];
     }
+    return [
+      `UPDATE ${t} SET attempts = attempts + 1, last_error = $2, next_attempt_at = $3::bigint
+       WHERE id = $1 AND status = 'pending'`,
+      [id, outcome.error, outcome.nextAttemptAt],
+    ];
   }
 
   async outboxStats(): Promise<OutboxStats> {
