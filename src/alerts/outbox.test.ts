@@ -338,6 +338,44 @@ describe('OutboxDispatcher loop', () => {
     expect(closed).toHaveBeenCalledTimes(1);
   });
 
+  it('delivers offered entries without reading the store, recording them in batches', async () => {
+    const hook = await receiver(answerStatus(204));
+    const reads = { due: 0, next: 0 };
+    const batches: number[] = [];
+    let idle!: () => void;
+    const looked = new Promise<void>((resolve) => (idle = resolve));
+    const d = dispatcher([webhook('ops', hook)], {
+      store: storeWith({
+        dueNotifications: (now, limit) => {
+          reads.due += 1;
+          return store.dueNotifications(now, limit);
+        },
+        nextDueAt: async () => {
+          reads.next += 1;
+          const next = await store.nextDueAt();
+          idle();
+          return next;
+        },
+        recordDeliveries: (records) => {
+          batches.push(records.length);
+          return store.recordDeliveries(records);
+        },
+      }),
+    });
+    d.start();
+    await looked;
+    const before = { ...reads };
+    const entries = await seed('ops', 6);
+    d.offer(entries);
+    d.offer(entries);
+    await hook.received(6);
+    await vi.waitFor(async () => expect((await store.outboxStats()).pending).toBe(0));
+    expect(hook.requests.map((r) => payloadOf(r.body))).toEqual(entries.map((e) => e.payload));
+    expect(reads).toEqual(before);
+    expect(batches.reduce((a, b) => a + b, 0)).toBe(6);
+    for (const e of entries) expect((await entry(e.id)).status).toBe('delivered');
+  });
+
   it('retries on its own timer when a retry falls due', async () => {
     let status = 500;
     const hook = await receiver((_req, res) => res.writeHead(status).end());

@@ -74,7 +74,7 @@ export interface DailySummary {
   sensors: number;
   anomalies: number;
   missing: number;
-  deadLetters: number | null;
+  deadLetters: number;
   quality: { success: boolean; failedSuites: string[] } | null;
   alerts: { opened: number; critical: number } | null;
 }
@@ -86,7 +86,7 @@ export function summaryReport(summary: DailySummary, channel: string, at: number
     ['Sensors', String(summary.sensors)],
     ['Anomalies', `${summary.anomalies.toLocaleString('en-US')} (${pct.toFixed(2)} %)`],
     ['Missing values', summary.missing.toLocaleString('en-US')],
-    ['Dead letters', summary.deadLetters === null ? 'unknown' : String(summary.deadLetters)],
+    ['Dead letters', String(summary.deadLetters)],
     [
       'Quality',
       summary.quality === null
@@ -123,19 +123,21 @@ async function buildSummary(
   quality: DailySummary['quality'],
 ): Promise<DailySummary> {
   const day = `DATE '${date}'`;
-  const gold = await deps.queries.run(
-    `SELECT coalesce(sum(reading_count), 0), count(DISTINCT sensor_id),
-            coalesce(sum(anomaly_count), 0), coalesce(sum(missing_count), 0)
-       FROM gold_daily_summary WHERE date = ${day}`,
-  );
-  const [readings, sensors, anomalies, missing] = (gold.rows[0] ?? [0, 0, 0, 0]).map(Number);
-  let deadLetters: number | null;
-  try {
+  // A view over a layer with no file for the date has nothing to read: count those as zero.
+  const has = async (prefix: string) => (await deps.lake.list(prefix)).length > 0;
+  let [readings, sensors, anomalies, missing] = [0, 0, 0, 0];
+  if (await has(`gold/daily_summary/date=${date}/`)) {
+    const gold = await deps.queries.run(
+      `SELECT coalesce(sum(reading_count), 0), count(DISTINCT sensor_id),
+              coalesce(sum(anomaly_count), 0), coalesce(sum(missing_count), 0)
+         FROM gold_daily_summary WHERE date = ${day}`,
+    );
+    [readings = 0, sensors = 0, anomalies = 0, missing = 0] = (gold.rows[0] ?? []).map(Number);
+  }
+  let deadLetters = 0;
+  if (await has(`deadletter/date=${date}/`)) {
     const dl = await deps.queries.run(`SELECT count(*) FROM dead_letters WHERE date = ${day}`);
     deadLetters = Number(dl.rows[0]?.[0] ?? 0);
-  } catch {
-    // No dead letter was ever exported: the view has no file to read.
-    deadLetters = (await deps.lake.list('deadletter/')).length === 0 ? 0 : null;
   }
   let alerts: DailySummary['alerts'] = null;
   if (deps.alerts) {
@@ -150,10 +152,10 @@ async function buildSummary(
   }
   return {
     date,
-    readings: readings ?? 0,
-    sensors: sensors ?? 0,
-    anomalies: anomalies ?? 0,
-    missing: missing ?? 0,
+    readings,
+    sensors,
+    anomalies,
+    missing,
     deadLetters,
     quality,
     alerts,
