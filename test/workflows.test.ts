@@ -8,6 +8,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { ManualClock } from '../src/core/clock.js';
 import { startTestApp, type TestApp } from './helpers/app.js';
+import { runCanopy } from './helpers/cli.js';
 import { startWebhookReceiver, type WebhookReceiver } from './helpers/receivers.js';
 
 const NOW = Date.UTC(2026, 10, 29, 8, 0, 0);
@@ -200,6 +201,36 @@ describe('the platform workflows', () => {
       id: 'daily-summary:2026-11-20:team',
       data: { readings: 0, sensors: 0 },
     });
+  });
+
+  it('the CLI lists the workflows, runs one to its end and shows its history', async () => {
+    const { app } = await start();
+    const url = `http://127.0.0.1:${app.httpPort}`;
+    const list = await runCanopy(['jobs', 'list', '--url', url], {});
+    expect(list.code).toBe(0);
+    expect(list.stdout).toContain('batch jobs (canopy jobs run <job>): bronze-export, silver');
+    expect(list.stdout).toMatch(
+      /daily-pipeline\s+30 0 \* \* \* \(UTC\)\s+2026-11-30T00:30:00.000Z/,
+    );
+
+    const run = await runCanopy(
+      ['jobs', 'run', 'daily-pipeline', '--date', '2026-11-20', '--wait', '--url', url],
+      {},
+    );
+    expect(run.code).toBe(0);
+    const finished = JSON.parse(run.stdout) as { id: string; state: string; params: object };
+    expect(finished).toMatchObject({ state: 'succeeded', params: { date: '2026-11-20' } });
+
+    const runs = await runCanopy(['jobs', 'runs', 'daily-pipeline', '--json', '--url', url], {});
+    expect((JSON.parse(runs.stdout) as { id: string }[]).map((r) => r.id)).toEqual([finished.id]);
+    const paused = await runCanopy(['jobs', 'pause', 'daily-pipeline', '--url', url], {});
+    expect(JSON.parse(paused.stdout)).toEqual({ workflow: 'daily-pipeline', paused: true });
+    const refused = await runCanopy(
+      ['jobs', 'run', 'daily-pipeline', '--date', '2026-11-21', '--url', url],
+      {},
+    );
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toContain('CANOPY_WORKFLOW_BAD_REQUEST');
   });
 
   it('a task failing past the deadline raises deadline-missed, and the failed run raises job-failed', async () => {
