@@ -83,7 +83,7 @@ describe('metrics, lake gauges and readiness of a running Canopy', () => {
     expect(series(text, 'canopy_disk_size_bytes{volume="lake"}')).toBe(disk.blocks * disk.bsize);
   });
 
-  it('GET /readyz checks the hot store, the lake and the embedded broker', async () => {
+  it('GET /readyz checks the hot store, the metadata store, the lake and the embedded broker', async () => {
     const app = await startTestApp();
     apps.push(app);
     const res = await app.api.inject({ method: 'GET', url: '/readyz' });
@@ -92,6 +92,7 @@ describe('metrics, lake gauges and readiness of a running Canopy', () => {
       status: 'ready',
       checks: [
         { name: 'hot-store', ok: true },
+        { name: 'meta-store', ok: true },
         { name: 'lake', ok: true },
         { name: 'mqtt-broker', ok: true },
       ],
@@ -103,7 +104,16 @@ describe('metrics, lake gauges and readiness of a running Canopy', () => {
       .checks;
     expect(checks.find((c) => c.name === 'hot-store')).toMatchObject({ ok: false });
     expect(checks.find((c) => c.name === 'hot-store')?.reason).toBeTruthy();
-    expect(checks.filter((c) => c.ok).map((c) => c.name)).toEqual(['lake', 'mqtt-broker']);
+    expect(checks.filter((c) => c.ok).map((c) => c.name)).toEqual([
+      'meta-store',
+      'lake',
+      'mqtt-broker',
+    ]);
+    await app.alerting!.store.close();
+    const metaDown = (await app.api.inject({ method: 'GET', url: '/readyz' })).json<{
+      checks: { name: string; ok: boolean; reason?: string }[];
+    }>().checks;
+    expect(metaDown.find((c) => c.name === 'meta-store')).toMatchObject({ ok: false });
   });
 
   it('GET /readyz reports an S3 lake that stops answering, with the reason', async () => {
@@ -131,7 +141,11 @@ describe('metrics, lake gauges and readiness of a running Canopy', () => {
       const lake = checks.find((c) => c.name === 'lake');
       expect(lake?.ok).toBe(false);
       expect(lake?.reason).toBeTruthy();
-      expect(checks.filter((c) => c.ok).map((c) => c.name)).toEqual(['hot-store', 'mqtt-broker']);
+      expect(checks.filter((c) => c.ok).map((c) => c.name)).toEqual([
+        'hot-store',
+        'meta-store',
+        'mqtt-broker',
+      ]);
     } finally {
       await s3.stop();
     }

@@ -13,7 +13,7 @@
  *
  * Wire form: snake_case, ISO 8601 times, like the rest of the API.
  */
-import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { FastifyInstance } from 'fastify';
 import {
   ALERT_SEVERITIES,
   ALERT_STATES,
@@ -27,7 +27,7 @@ import {
 import { CanopyError } from '../core/errors.js';
 import { DURATION_PATTERN, durationMs } from '../alerts/rules/schema.js';
 import type { RuleSet } from '../alerts/rules/schema.js';
-import { optionalString, parseLimit, parseTimeParam } from './params.js';
+import { jsonObjectBody, optionalString, parseLimit, parseTimeParam } from './params.js';
 
 export type AlertActionRequest =
   | { kind: 'acknowledge' | 'resolve'; actor: string; note?: string }
@@ -125,22 +125,6 @@ function parseStates(query: Record<string, unknown>): AlertState[] | undefined {
   return parseList(query, 'state', ALERT_STATES);
 }
 
-/** The JSON object body of an action; an empty body is an empty object. */
-function actionBody(request: FastifyRequest): Record<string, unknown> {
-  const raw = request.body;
-  const text = Buffer.isBuffer(raw) ? raw.toString('utf8').trim() : '';
-  if (text === '') return {};
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(text);
-  } catch {
-    throw new CanopyError('CANOPY_API_BAD_REQUEST', 'the body must be a JSON object');
-  }
-  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed))
-    throw new CanopyError('CANOPY_API_BAD_REQUEST', 'the body must be a JSON object');
-  return parsed as Record<string, unknown>;
-}
-
 function bodyString(body: Record<string, unknown>, name: string, max: number): string | undefined {
   const value = body[name];
   if (value === undefined || value === null) return undefined;
@@ -220,19 +204,22 @@ export function registerAlertRoutes(app: FastifyInstance, deps: AlertApiDeps): v
 
   app.post('/api/alerts/:id/ack', async (request) => {
     const { id } = request.params as { id: string };
-    const alert = await deps.act(id, { kind: 'acknowledge', ...actor(actionBody(request)) });
+    const alert = await deps.act(id, {
+      kind: 'acknowledge',
+      ...actor(jsonObjectBody(request.body)),
+    });
     return { alert: alertToWire(alert) };
   });
 
   app.post('/api/alerts/:id/resolve', async (request) => {
     const { id } = request.params as { id: string };
-    const alert = await deps.act(id, { kind: 'resolve', ...actor(actionBody(request)) });
+    const alert = await deps.act(id, { kind: 'resolve', ...actor(jsonObjectBody(request.body)) });
     return { alert: alertToWire(alert) };
   });
 
   app.post('/api/alerts/:id/snooze', async (request) => {
     const { id } = request.params as { id: string };
-    const body = actionBody(request);
+    const body = jsonObjectBody(request.body);
     const until = snoozeUntil(body, deps.now());
     const alert = await deps.act(id, { kind: 'snooze', until, ...actor(body) });
     return { alert: alertToWire(alert) };

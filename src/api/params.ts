@@ -1,4 +1,4 @@
-/** Query-parameter parsing with errors that name the parameter (CANOPY_API_BAD_REQUEST). */
+/** Query-parameter and body parsing with errors that name what is wrong (CANOPY_API_BAD_REQUEST). */
 import { CanopyError } from '../core/errors.js';
 import { parseTimestamp } from '../ingest/index.js';
 
@@ -37,4 +37,19 @@ export function parseTimeParam(query: Query, name: string): number | undefined {
     );
   }
   return ms;
+}
+
+/** A JSON object request body (raw buffer, as the API keeps bodies); an empty body is `{}`. */
+export function jsonObjectBody(body: unknown): Record<string, unknown> {
+  const text = Buffer.isBuffer(body) ? body.toString('utf8').trim() : '';
+  if (text === '') return {};
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    throw new CanopyError('CANOPY_API_BAD_REQUEST', 'the body must be a JSON object');
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed))
+    throw new CanopyError('CANOPY_API_BAD_REQUEST', 'the body must be a JSON object');
+  return parsed as Record<string, unknown>;
 }

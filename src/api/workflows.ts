@@ -11,7 +11,7 @@
  *   POST /api/workflows/:name/pause|resume
  *   POST /api/workflows/callbacks/:token      {"output"?} or {"error"}
  */
-import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { FastifyInstance } from 'fastify';
 import { CanopyError } from '../core/errors.js';
 import {
   RUN_STATES,
@@ -24,7 +24,7 @@ import {
 } from '../core/workflows.js';
 import type { Logger } from '../observability/logger.js';
 import type { WorkflowDefinition } from '../workflows/definition.js';
-import { optionalString, parseLimit, parseTimeParam } from './params.js';
+import { jsonObjectBody, optionalString, parseLimit, parseTimeParam } from './params.js';
 
 /** The most slots one backfill may cover: a year of a daily workflow, or a few days of an hourly one. */
 export const MAX_BACKFILL_SLOTS = 400;
@@ -100,21 +100,6 @@ function detailToWire(d: RunDetail) {
     tasks: d.tasks.map(taskToWire),
     attempts: d.attempts.map(attemptToWire),
   };
-}
-
-function jsonBody(request: FastifyRequest): Record<string, unknown> {
-  const raw = request.body;
-  const text = Buffer.isBuffer(raw) ? raw.toString('utf8').trim() : '';
-  if (text === '') return {};
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(text);
-  } catch {
-    throw new CanopyError('CANOPY_API_BAD_REQUEST', 'the body must be a JSON object');
-  }
-  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed))
-    throw new CanopyError('CANOPY_API_BAD_REQUEST', 'the body must be a JSON object');
-  return parsed as Record<string, unknown>;
 }
 
 function bodyTime(body: Record<string, unknown>, name: string): number | undefined {
@@ -194,7 +179,7 @@ export function registerWorkflowRoutes(app: FastifyInstance, deps: WorkflowApiDe
   app.post('/api/workflows/:name/run', async (request, reply) => {
     const { name } = request.params as { name: string };
     definition(name);
-    const body = jsonBody(request);
+    const body = jsonObjectBody(request.body);
     const slot = bodyTime(body, 'slot');
     const params = body.params;
     if (
@@ -215,7 +200,7 @@ export function registerWorkflowRoutes(app: FastifyInstance, deps: WorkflowApiDe
     const def = definition(name);
     if (def.schedule === undefined)
       throw new CanopyError('CANOPY_WORKFLOW_BAD_REQUEST', `${name} has no schedule to backfill`);
-    const body = jsonBody(request);
+    const body = jsonObjectBody(request.body);
     const from = bodyTime(body, 'from');
     const to = bodyTime(body, 'to');
     if (from === undefined || to === undefined)
@@ -264,7 +249,7 @@ export function registerWorkflowRoutes(app: FastifyInstance, deps: WorkflowApiDe
 
   app.post('/api/workflows/callbacks/:token', async (request) => {
     const { token } = request.params as { token: string };
-    const body = jsonBody(request);
+    const body = jsonObjectBody(request.body);
     if (body.error !== undefined) {
       if (typeof body.error !== 'string' || body.error === '')
         throw new CanopyError('CANOPY_API_BAD_REQUEST', 'error must be a non-empty string');

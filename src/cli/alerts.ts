@@ -15,7 +15,7 @@ import {
   type RuleSet,
 } from '../alerts/rules/index.js';
 import { actOnAlert, formatAlerts, listAlerts } from './alerts-client.js';
-import { apiBaseUrl } from './api-client.js';
+import { addApiOptions, apiUrlFrom, type ApiFlags } from './api-client.js';
 
 /** How main.ts loads the configuration and reports a failure (exit codes live there). */
 export interface AlertsCommandDeps {
@@ -68,20 +68,6 @@ function rulesCommand(deps: AlertsCommandDeps): Command {
   return rules;
 }
 
-interface ApiFlags {
-  config?: string;
-  url?: string;
-}
-
-const apiOptions = (command: Command): Command =>
-  command
-    .addOption(new Option('--config <file>', 'YAML config file (gives the API address)'))
-    .addOption(new Option('--url <url>', 'the running Canopy (default: from config http)'));
-
-function baseUrl(deps: AlertsCommandDeps, flags: ApiFlags): string {
-  return (flags.url ?? apiBaseUrl(deps.load(flags.config))).replace(/\/+$/, '');
-}
-
 interface ListFlags extends ApiFlags {
   state?: string;
   severity?: string;
@@ -93,7 +79,7 @@ interface ListFlags extends ApiFlags {
 }
 
 function listCommand(deps: AlertsCommandDeps): Command {
-  return apiOptions(
+  return addApiOptions(
     new Command('list')
       .description('alerts of the running Canopy, newest first (default: those not resolved)')
       .option(
@@ -109,7 +95,7 @@ function listCommand(deps: AlertsCommandDeps): Command {
       .option('--json', 'print the API answer as JSON'),
   ).action(async (flags: ListFlags) => {
     try {
-      const alerts = await listAlerts(baseUrl(deps, flags), flags);
+      const alerts = await listAlerts(apiUrlFrom(flags, deps.load), flags);
       console.log(flags.json ? JSON.stringify(alerts, null, 2) : formatAlerts(alerts));
     } catch (err) {
       deps.fail(err);
@@ -130,7 +116,7 @@ function actCommand(
   action: 'ack' | 'snooze' | 'resolve',
   description: string,
 ): Command {
-  const command = apiOptions(
+  const command = addApiOptions(
     new Command(action)
       .description(description)
       .argument('<id>', 'alert id (from `canopy alerts list`)')
@@ -148,7 +134,7 @@ function actCommand(
         const value = flags[key];
         if (value !== undefined) body[key] = value;
       }
-      console.log(formatAlerts([await actOnAlert(baseUrl(deps, flags), id, action, body)]));
+      console.log(formatAlerts([await actOnAlert(apiUrlFrom(flags, deps.load), id, action, body)]));
     } catch (err) {
       deps.fail(err);
     }

@@ -5,6 +5,7 @@
  * metadata store (a DuckDB file one process holds open), and workflows run in
  * its scheduler, so the CLI asks that process rather than opening the store.
  */
+import { Option, type Command } from 'commander';
 import type { CanopyConfig } from '../config/schema.js';
 import { CanopyError, ERROR_CODES, type ErrorCode } from '../core/errors.js';
 
@@ -36,4 +37,24 @@ export async function callApi(url: string, init?: RequestInit): Promise<unknown>
     );
   }
   return body;
+}
+
+/** The flags of every command that talks to the running Canopy. */
+export interface ApiFlags {
+  config?: string;
+  url?: string;
+}
+
+export function addApiOptions(command: Command): Command {
+  return command
+    .addOption(new Option('--config <file>', 'YAML config file (gives the API address)'))
+    .addOption(new Option('--url <url>', 'the running Canopy (default: from config http)'));
+}
+
+/** `--url`, else the address in the config's `http` section; no trailing slash. */
+export function apiUrlFrom(
+  flags: ApiFlags,
+  load: (configFile: string | undefined) => CanopyConfig,
+): string {
+  return (flags.url ?? apiBaseUrl(load(flags.config))).replace(/\/+$/, '');
 }

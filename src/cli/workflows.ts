@@ -4,11 +4,11 @@
  * Batch jobs (`canopy jobs run silver`, …) run in the CLI process itself;
  * see jobs.ts.
  */
-import { Command, Option } from 'commander';
+import { Command } from 'commander';
 import type { CanopyConfig } from '../config/schema.js';
 import { CanopyError, isCanopyError } from '../core/errors.js';
 import type { runToWire } from '../api/workflows.js';
-import { apiBaseUrl, callApi } from './api-client.js';
+import { addApiOptions, apiUrlFrom, callApi, type ApiFlags } from './api-client.js';
 import { JOBS } from './jobs.js';
 
 type WireRun = ReturnType<typeof runToWire>;
@@ -26,16 +26,6 @@ export interface WorkflowCommandDeps {
   load: (configFile: string | undefined) => CanopyConfig;
   fail: (err: unknown) => never;
 }
-
-interface ApiFlags {
-  config?: string;
-  url?: string;
-}
-
-const apiOptions = (command: Command): Command =>
-  command
-    .addOption(new Option('--config <file>', 'YAML config file (gives the API address)'))
-    .addOption(new Option('--url <url>', 'the running Canopy (default: from config http)'));
 
 function table(rows: string[][]): string {
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
@@ -71,9 +61,7 @@ export class WorkflowClient {
   constructor(private readonly baseUrl: string) {}
 
   static from(deps: WorkflowCommandDeps, flags: ApiFlags): WorkflowClient {
-    return new WorkflowClient(
-      (flags.url ?? apiBaseUrl(deps.load(flags.config))).replace(/\/+$/, ''),
-    );
+    return new WorkflowClient(apiUrlFrom(flags, deps.load));
   }
 
   async list(): Promise<WireWorkflow[]> {
@@ -145,7 +133,7 @@ export async function runWorkflow(
 
 export function addWorkflowCommands(jobs: Command, deps: WorkflowCommandDeps): void {
   jobs.addCommand(
-    apiOptions(
+    addApiOptions(
       new Command('list').description(
         'the batch jobs, and the workflows of the running Canopy with their schedules',
       ),
@@ -172,7 +160,7 @@ export function addWorkflowCommands(jobs: Command, deps: WorkflowCommandDeps): v
   );
 
   jobs.addCommand(
-    apiOptions(
+    addApiOptions(
       new Command('runs')
         .description('run history of a workflow, newest first')
         .argument('<workflow>')
@@ -199,7 +187,7 @@ export function addWorkflowCommands(jobs: Command, deps: WorkflowCommandDeps): v
   );
 
   jobs.addCommand(
-    apiOptions(
+    addApiOptions(
       new Command('backfill')
         .description(
           'run a workflow for every schedule slot in a range (days as YYYY-MM-DD or ISO times), a few at a time',
@@ -228,7 +216,7 @@ export function addWorkflowCommands(jobs: Command, deps: WorkflowCommandDeps): v
 
   for (const action of ['pause', 'resume'] as const) {
     jobs.addCommand(
-      apiOptions(
+      addApiOptions(
         new Command(action)
           .description(
             action === 'pause'

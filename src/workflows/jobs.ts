@@ -13,6 +13,7 @@ import path from 'node:path';
 import type { Clock } from '../core/clock.js';
 import { ManualClock } from '../core/clock.js';
 import { CanopyError } from '../core/errors.js';
+import { SerialQueue } from '../core/serial-queue.js';
 import type { ObjectStore } from '../core/object-store.js';
 import type { HotStore } from '../core/store.js';
 import type { CanopyConfig } from '../config/schema.js';
@@ -51,6 +52,13 @@ export function checkJobDate(date: string | undefined): void {
 export class LakeJobs {
   private readonly workDir: string;
   private readonly registry: SensorRegistry;
+  /**
+   * Gold jobs one at a time: each rebuilds the all-time device summary from
+   * the silver it sees, so two at once (a backfill) could let the one that
+   * saw less silver write last. In order, the last one sees every silver
+   * date whose own gold ran before it.
+   */
+  private readonly goldQueue = new SerialQueue();
 
   constructor(
     private readonly o: {
@@ -89,14 +97,16 @@ export class LakeJobs {
 
   gold(date?: string): Promise<GoldJobReport> {
     checkJobDate(date);
-    return runGoldJob({
-      lake: this.o.lake,
-      workDir: this.workDir,
-      sensorIntervals: this.registry.intervals(),
-      defaultIntervalMs: DEFAULT_INTERVAL_MS,
-      logger: this.log('gold'),
-      dates: date === undefined ? undefined : [date],
-    });
+    return this.goldQueue.run(() =>
+      runGoldJob({
+        lake: this.o.lake,
+        workDir: this.workDir,
+        sensorIntervals: this.registry.intervals(),
+        defaultIntervalMs: DEFAULT_INTERVAL_MS,
+        logger: this.log('gold'),
+        dates: date === undefined ? undefined : [date],
+      }),
+    );
   }
 
   /** Runs the suites and records the run in the lake's quality history. */
