@@ -30,13 +30,7 @@ export const FINAL_RUN_STATES: readonly RunState[] = ['succeeded', 'failed', 'ca
  * failed.
  */
 export type TaskState =
-  | 'pending'
-  | 'running'
-  | 'retrying'
-  | 'waiting'
-  | 'succeeded'
-  | 'failed'
-  | 'skipped';
+  'pending' | 'running' | 'retrying' | 'waiting' | 'succeeded' | 'failed' | 'skipped';
 
 /** Why a run exists. */
 export type RunTrigger = 'schedule' | 'catch-up' | 'manual' | 'backfill';
