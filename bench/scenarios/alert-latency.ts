@@ -112,7 +112,7 @@ type StoreTimings = Record<string, LatencySummary>;
 
 function timeAlertStore(canopy: BenchCanopy): { since(): void; result(): StoreTimings } {
   const store = canopy.app.alerting!.store;
-  const calls = ['apply', 'dueNotifications', 'nextDueAt', 'recordDelivery'] as const;
+  const calls = ['apply', 'dueNotifications', 'nextDueAt', 'recordDeliveries'] as const;
   const times = new Map<string, number[]>(calls.map((c) => [c, []]));
   for (const name of calls) {
     const original = store[name].bind(store) as (...args: unknown[]) => Promise<unknown>;
