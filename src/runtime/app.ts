@@ -40,6 +40,7 @@ import {
 import { startAlerting, type Alerting } from './alerting.js';
 import { startHousekeeping, type Housekeeping, type RetentionPurge } from './housekeeping.js';
 import { startWorkflows, type Workflows } from './workflows.js';
+import { housekeepingIsWorkflow } from '../workflows/platform.js';
 import { createPipeline, type IngestPipeline } from './pipeline.js';
 import { startSimulation } from './simulation.js';
 
@@ -217,8 +218,8 @@ export async function startCanopy(config: CanopyConfig, options: StartOptions): 
       metrics,
       logger,
       retention,
-      // With workflows on, the `housekeeping` workflow runs the steps every minute.
-      timer: !config.workflows.enabled,
+      // Else the `housekeeping` workflow runs the steps every minute.
+      timer: !housekeepingIsWorkflow(config),
       onStep: (step, error) =>
         alerting?.observe({
           kind: 'job',

@@ -97,7 +97,10 @@ export function startHousekeeping(deps: {
           receiptsBefore: now - config.store.receiptRetentionDays * 86_400_000,
         }),
       );
-      for (const extra of deps.retention ?? []) await extra.purge(now - extra.olderThanMs);
+      for (const extra of deps.retention ?? []) {
+        const purged = await extra.purge(now - extra.olderThanMs);
+        if (purged > 0) logger.info({ purged, what: extra.name }, 'purged past retention');
+      }
     },
   };
 

@@ -173,47 +173,26 @@ async function notify(deps: PlatformDeps, summary: DailySummary, signal: AbortSi
   return { channels: sent };
 }
 
+/**
+ * Whether housekeeping is the `housekeeping` workflow. It exports and purges
+ * this process's own hot store (a local DuckDB file), so it is a workflow only
+ * while run history is local too (`meta.kind: duckdb`): with history in a
+ * shared PostgreSQL, one run per slot would leave every other instance's hot
+ * store unexported, so each instance runs housekeeping on its own timer.
+ */
+export function housekeepingIsWorkflow(config: CanopyConfig): boolean {
+  return config.workflows.enabled && config.meta.kind === 'duckdb';
+}
+
 export function platformWorkflows(deps: PlatformDeps): WorkflowDefinition[] {
   const { config } = deps;
   const timezone = config.workflows.timezone;
   const { hourly, daily } = config.workflows;
+  const housekeeping: WorkflowDefinition[] = housekeepingIsWorkflow(config)
+    ? [housekeepingWorkflow(deps)]
+    : [];
   return [
-    {
-      name: 'housekeeping',
-      description:
-        'Bronze and dead-letter export, compaction of closed hours, purge past retention; freshness of every sensor.',
-      schedule: { cron: '* * * * *', catchUp: 'skip' },
-      deadlineMs: 5 * MINUTE,
-      tasks: [
-        { id: 'export', run: () => deps.housekeeping.step('export').then(() => ({})) },
-        {
-          id: 'compact',
-          dependsOn: ['export'],
-          run: () => deps.housekeeping.step('compact').then(() => ({})),
-        },
-        {
-          id: 'purge',
-          dependsOn: ['export'],
-          run: () => deps.housekeeping.step('purge').then(() => ({})),
-        },
-        {
-          id: 'freshness',
-          description: 'Sensors silent for over three of their expected intervals.',
-          run: async () => {
-            const now = deps.now();
-            const sensors = await deps.hotStore.listSensors();
-            const stale = sensors
-              .filter((s) => s.lastSeen !== null && now - s.lastSeen > 3 * (s.intervalMs ?? MINUTE))
-              .map((s) => s.sensorId);
-            return {
-              sensors: sensors.length,
-              stale: stale.length,
-              staleSensors: stale.slice(0, 50),
-            };
-          },
-        },
-      ],
-    },
+    ...housekeeping,
     {
       name: 'hourly-lake',
       description: 'Silver and gold for every date whose input changed, then quality for the day.',
@@ -344,4 +323,43 @@ export function platformWorkflows(deps: PlatformDeps): WorkflowDefinition[] {
       ],
     },
   ];
+}
+
+function housekeepingWorkflow(deps: PlatformDeps): WorkflowDefinition {
+  return {
+    name: 'housekeeping',
+    description:
+      'Bronze and dead-letter export, compaction of closed hours, purge past retention; freshness of every sensor.',
+    schedule: { cron: '* * * * *', catchUp: 'skip' },
+    deadlineMs: 5 * MINUTE,
+    tasks: [
+      { id: 'export', run: () => deps.housekeeping.step('export').then(() => ({})) },
+      {
+        id: 'compact',
+        dependsOn: ['export'],
+        run: () => deps.housekeeping.step('compact').then(() => ({})),
+      },
+      {
+        id: 'purge',
+        dependsOn: ['export'],
+        run: () => deps.housekeeping.step('purge').then(() => ({})),
+      },
+      {
+        id: 'freshness',
+        description: 'Sensors silent for over three of their expected intervals.',
+        run: async () => {
+          const now = deps.now();
+          const sensors = await deps.hotStore.listSensors();
+          const stale = sensors
+            .filter((s) => s.lastSeen !== null && now - s.lastSeen > 3 * (s.intervalMs ?? MINUTE))
+            .map((s) => s.sensorId);
+          return {
+            sensors: sensors.length,
+            stale: stale.length,
+            staleSensors: stale.slice(0, 50),
+          };
+        },
+      },
+    ],
+  };
 }
