@@ -137,6 +137,8 @@ export interface WorkflowStore {
   unfinishedRuns(): Promise<WorkflowRun[]>;
   /** The latest slot any run of the workflow has, or null. */
   lastSlot(workflow: string): Promise<number | null>;
+  /** The run of the workflow for this slot, if one exists. */
+  runForSlot(workflow: string, slot: number): Promise<WorkflowRun | undefined>;
   /** The task waiting on this callback token, if any. */
   findByToken(token: string): Promise<TaskInstance | undefined>;
   setPaused(workflow: string, paused: boolean): Promise<void>;

@@ -684,8 +684,7 @@ export class WorkflowRunner {
     for (const d of this.driven.values()) {
       if (d.run.workflow === workflow && d.run.slot === slot) return d.run;
     }
-    const runs = await this.store.listRuns({ workflow, limit: 1000 });
-    return runs.find((r) => r.slot === slot);
+    return this.store.runForSlot(workflow, slot);
   }
 
   private findWaiting(token: string): { d: DrivenRun; task: TaskInstance } | undefined {

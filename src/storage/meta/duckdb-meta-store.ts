@@ -556,6 +556,10 @@ export class DuckDbMetaStore implements MetaStore {
     return this.use((conn) => workflows.unfinishedRuns(conn));
   }
 
+  runForSlot(workflow: string, slot: number): Promise<WorkflowRun | undefined> {
+    return this.use((conn) => workflows.runForSlot(conn, workflow, slot));
+  }
+
   lastSlot(workflow: string): Promise<number | null> {
     return this.use((conn) => workflows.lastSlot(conn, workflow));
   }

@@ -223,6 +223,20 @@ export async function unfinishedRuns(conn: DuckDBConnection): Promise<WorkflowRu
   return rows.getRows().map(toRun);
 }
 
+export async function runForSlot(
+  conn: DuckDBConnection,
+  workflow: string,
+  slot: number,
+): Promise<WorkflowRun | undefined> {
+  const rows = await conn.runAndReadAll(
+    `SELECT ${RUN_SELECT} FROM workflow_runs WHERE workflow = $1 AND slot = $2 LIMIT 1`,
+    [workflow, BigInt(slot)],
+    [VARCHAR, BIGINT],
+  );
+  const row = rows.getRows()[0];
+  return row === undefined ? undefined : toRun(row);
+}
+
 export async function lastSlot(conn: DuckDBConnection, workflow: string): Promise<number | null> {
   const rows = await conn.runAndReadAll(
     'SELECT max(slot) FROM workflow_runs WHERE workflow = $1',

@@ -504,6 +504,10 @@ export class PostgresMetaStore implements MetaStore {
     return workflows.unfinishedRuns(this.access);
   }
 
+  runForSlot(workflow: string, slot: number): Promise<WorkflowRun | undefined> {
+    return workflows.runForSlot(this.access, workflow, slot);
+  }
+
   lastSlot(workflow: string): Promise<number | null> {
     return workflows.lastSlot(this.access, workflow);
   }

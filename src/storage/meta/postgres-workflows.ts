@@ -224,6 +224,18 @@ export async function unfinishedRuns(db: PgAccess): Promise<WorkflowRun[]> {
   return rows.map(toRun);
 }
 
+export async function runForSlot(
+  db: PgAccess,
+  workflow: string,
+  slot: number,
+): Promise<WorkflowRun | undefined> {
+  const rows = await db.rows(
+    `SELECT ${RUN_SELECT} FROM ${db.t('workflow_runs')} WHERE workflow = $1 AND slot = $2 LIMIT 1`,
+    [workflow, slot],
+  );
+  return rows[0] === undefined ? undefined : toRun(rows[0]);
+}
+
 export async function lastSlot(db: PgAccess, workflow: string): Promise<number | null> {
   const rows = await db.rows(`SELECT max(slot) FROM ${db.t('workflow_runs')} WHERE workflow = $1`, [
     workflow,

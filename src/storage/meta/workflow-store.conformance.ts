@@ -468,6 +468,10 @@ export function describeWorkflowStoreConformance(
       expect(await store.lastSlot('hourly')).toBe(99);
       expect(await store.lastSlot('manual-only')).toBeNull();
       expect(await store.lastSlot('unknown')).toBeNull();
+      expect(await store.runForSlot('nightly', 30)).toEqual(
+        runs.find((r) => r.workflow === 'nightly' && r.slot === 30),
+      );
+      expect(await store.runForSlot('hourly', 30)).toBeUndefined();
     });
 
     it('finds a task by its callback token only while it waits', async () => {
