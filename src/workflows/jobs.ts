@@ -59,6 +59,8 @@ export class LakeJobs {
    * date whose own gold ran before it.
    */
   private readonly goldQueue = new SerialQueue();
+  /** Warehouse loads one at a time: a DuckDB warehouse file opens once per process. */
+  private readonly warehouseQueue = new SerialQueue();
 
   constructor(
     private readonly o: {
@@ -122,8 +124,15 @@ export class LakeJobs {
     return new QualityHistory(this.o.lake, this.o.clock).record(results, startedAt);
   }
 
-  async warehouseLoad(options: { date?: string; full?: boolean }): Promise<WarehouseLoadReport> {
+  warehouseLoad(options: { date?: string; full?: boolean }): Promise<WarehouseLoadReport> {
     checkJobDate(options.date);
+    return this.warehouseQueue.run(() => this.loadWarehouse(options));
+  }
+
+  private async loadWarehouse(options: {
+    date?: string;
+    full?: boolean;
+  }): Promise<WarehouseLoadReport> {
     const warehouse = createWarehouse(this.o.config.warehouse, this.o.config.dataDir);
     await warehouse.open();
     try {
