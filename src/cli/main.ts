@@ -12,6 +12,7 @@ import { createLogger } from '../observability/logger.js';
 import { renderMetricsDocs } from '../observability/metrics-docs.js';
 import { startCanopy } from '../runtime/app.js';
 import { alertsCommand } from './alerts.js';
+import { imputeCommand } from './impute.js';
 import { ingestFile } from './ingest-file.js';
 import { JOBS, lakeCatalog, queryLake, runJob, type JobName } from './jobs.js';
 import { simulateCommand } from './simulate.js';
@@ -207,6 +208,8 @@ jobs
 program.addCommand(alertsCommand({ load: (file) => load(file), fail }));
 
 addWorkflowCommands(jobs, { load, fail });
+
+program.addCommand(imputeCommand({ load: (file) => load(file), fail }));
 
 const configCommand = program.command('config').description('configuration tools');
 configCommand

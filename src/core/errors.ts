@@ -196,6 +196,16 @@ export const ERROR_CODES = {
     status: 502,
     summary: 'The simulator could not deliver to its target (broker or API down).',
   },
+  CANOPY_IMPUTATION_BAD_INPUT: {
+    status: 400,
+    summary:
+      'Imputation cannot work on the data or options given (no regular time step, no measure with known values, an invalid model name or option).',
+  },
+  CANOPY_IMPUTATION_MODEL_INVALID: {
+    status: 500,
+    summary:
+      'A stored imputation model is not a model this version can read (bad JSON, unknown format or kind).',
+  },
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof ERROR_CODES;
