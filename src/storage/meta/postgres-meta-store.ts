@@ -54,6 +54,7 @@ import {
   type MetaMigration,
 } from './meta-sql.js';
 import * as workflows from './postgres-workflows.js';
+import { describePostgresTarget } from '../postgres-target.js';
 
 export interface PostgresMetaStoreOptions {
   /** `postgres://user:password@host:port/database`; when set, the fields below are ignored except `schema`. */
@@ -172,7 +173,7 @@ export class PostgresMetaStore implements MetaStore {
           database: options.database,
           max: 4,
         };
-    this.where = `${describeTarget(options)} (schema ${options.schema})`;
+    this.where = `${describePostgresTarget(options)} (schema ${options.schema})`;
     const t = (name: string): string => `"${this.schema}"."${name}"`;
     this.dialect = { kind: 'postgres', table: t };
     const alertSet = ALERT_COLUMNS.split(', ')
@@ -565,19 +566,4 @@ function unreachable(cause: unknown, where: string): unknown {
     `the PostgreSQL metadata store ${where} is unreachable: ${errorMessage(cause)}`,
     { cause },
   );
-}
-
-/** `postgres://user@host:port/database`, without the password. */
-function describeTarget(options: PostgresMetaStoreOptions): string {
-  if (options.connectionString) {
-    try {
-      const url = new URL(options.connectionString);
-      url.password = '';
-      return url.toString();
-    } catch {
-      return 'postgres (unparsable connection string)';
-    }
-  }
-  const user = options.user ? `${options.user}@` : '';
-  return `postgres://${user}${options.host ?? 'localhost'}:${options.port ?? 5432}/${options.database ?? ''}`;
 }

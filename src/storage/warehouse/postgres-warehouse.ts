@@ -44,6 +44,7 @@ import {
   schemaDdl,
   type Dialect,
 } from './sql.js';
+import { describePostgresTarget } from '../postgres-target.js';
 
 export interface PostgresWarehouseOptions {
   /** `postgres://user:password@host:port/database`; when set, the fields below are ignored except `schema`. */
@@ -108,7 +109,7 @@ export class PostgresWarehouse implements Warehouse {
           database: options.database,
           max: 2,
         };
-    this.location = `${describeTarget(options)} (schema ${options.schema})`;
+    this.location = `${describePostgresTarget(options)} (schema ${options.schema})`;
     const schema = quoteIdent(options.schema);
     this.dialect = {
       // An expression index rather than UNIQUE NULLS NOT DISTINCT, which needs PostgreSQL 15.
@@ -296,19 +297,4 @@ export class PostgresWarehouse implements Warehouse {
     this.pool = undefined;
     await pool?.end();
   }
-}
-
-/** `postgres://user@host:port/database`, without the password. */
-function describeTarget(options: PostgresWarehouseOptions): string {
-  if (options.connectionString) {
-    try {
-      const url = new URL(options.connectionString);
-      url.password = '';
-      return url.toString();
-    } catch {
-      return 'postgres (unparsable connection string)';
-    }
-  }
-  const user = options.user ? `${options.user}@` : '';
-  return `postgres://${user}${options.host ?? 'localhost'}:${options.port ?? 5432}/${options.database ?? ''}`;
 }
