@@ -193,7 +193,9 @@ describe('backfill of the daily pipeline', () => {
         const stuck = runsB.filter((r) => !FINAL_RUN_STATES.includes(r.state));
         const details = await Promise.all(
           stuck.map(async (r) =>
-            (await b.api.inject({ method: 'GET', url: `/api/workflows/runs/${r.id}` })).json(),
+            (
+              await b.api.inject({ method: 'GET', url: `/api/workflows/runs/${r.id}` })
+            ).json<unknown>(),
           ),
         );
         throw new Error(`backfill unfinished: ${JSON.stringify(details)}`);
