@@ -14,7 +14,7 @@ import {
   rulesFilePath,
   type RuleSet,
 } from '../alerts/rules/index.js';
-import { actOnAlert, formatAlerts, listAlerts } from './alerts-client.js';
+import { actOnAlert, formatAlerts, listAlerts, type AlertListFilters } from './alerts-client.js';
 import { addApiOptions, apiUrlFrom, type ApiFlags } from './api-client.js';
 
 /** How main.ts loads the configuration and reports a failure (exit codes live there). */
@@ -68,13 +68,7 @@ function rulesCommand(deps: AlertsCommandDeps): Command {
   return rules;
 }
 
-interface ListFlags extends ApiFlags {
-  state?: string;
-  severity?: string;
-  sensor?: string;
-  location?: string;
-  rule?: string;
-  limit?: string;
+interface ListFlags extends ApiFlags, AlertListFilters {
   json?: boolean;
 }
 

@@ -101,6 +101,12 @@ export function readFrame(
   return steps === undefined ? frame : headOfFrame(frame, steps);
 }
 
+/** The frame a command's `--file`, `--mapping` and `--steps` flags name. */
+function frameOf(config: CanopyConfig, opts: FileFlags): SeriesFrame {
+  const steps = opts.steps === undefined ? undefined : integer('--steps', opts.steps, 2);
+  return readFrame(config, opts.file, opts.mapping, steps);
+}
+
 function fileOptions(command: Command): Command {
   return command
     .requiredOption('--file <csv>', 'wide CSV file')
@@ -132,12 +138,7 @@ export function imputeCommand(deps: ImputeCommandDeps): Command {
     .action((opts: FileFlags & { json?: boolean; scenario?: Scenario[] }) => {
       try {
         const config = deps.load(opts.config);
-        const frame = readFrame(
-          config,
-          opts.file,
-          opts.mapping,
-          opts.steps === undefined ? undefined : integer('--steps', opts.steps, 2),
-        );
+        const frame = frameOf(config, opts);
         const report = evaluate(frame, {
           seed: integer('--seed', opts.seed, 0),
           scenarios: opts.scenario,
@@ -158,12 +159,7 @@ export function imputeCommand(deps: ImputeCommandDeps): Command {
   ).action(async (opts: FileFlags) => {
     try {
       const config = deps.load(opts.config);
-      const frame = readFrame(
-        config,
-        opts.file,
-        opts.mapping,
-        opts.steps === undefined ? undefined : integer('--steps', opts.steps, 2),
-      );
+      const frame = frameOf(config, opts);
       const seed = integer('--seed', opts.seed, 0);
       const maxGapSteps =
         opts.maxGap === undefined ? DEFAULT_MAX_GAP_STEPS : integer('--max-gap', opts.maxGap, 1);

@@ -16,8 +16,7 @@
  * `recoverCounters`). The counter only moves after a successful COMMIT, so a
  * failed append leaves no gap and no reuse.
  */
-import { mkdirSync, readdirSync, realpathSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import {
@@ -67,6 +66,7 @@ import {
   encodeDeadLetterCursor,
   encodeReadingCursor,
 } from './query-args.js';
+import { claimDuckDbFile, offlineDuckDbOptions, type DuckDbFileClaim } from './duckdb-file.js';
 
 export interface DuckDbHotStoreOptions {
   /** Database file (its folder is created if missing), or `:memory:`. */
@@ -207,13 +207,6 @@ const CHUNK_ROWS = 2048;
 
 const EMPTY_REASONS = listValue([]);
 
-/**
- * Database files open in this process. DuckDB's file lock only keeps other
- * processes out; a second instance on the same file in this process would
- * open it too, and two writers with separate seq counters would corrupt it.
- */
-const openFiles = new Set<string>();
-
 type State = 'new' | 'opening' | 'open' | 'closing' | 'closed';
 
 export class DuckDbHotStore implements HotStore {
@@ -226,8 +219,8 @@ export class DuckDbHotStore implements HotStore {
   private instance: DuckDBInstance | undefined;
   private writer: DuckDBConnection | undefined;
   private reader: DuckDBConnection | undefined;
-  /** Key in `openFiles` while this store holds the file. */
-  private fileKey: string | undefined;
+  /** This process's claim on the database file, while the store holds it. */
+  private file: DuckDbFileClaim | undefined;
   private readonly writes = new SerialQueue();
   private readonly reads = new SerialQueue();
   /** Last seq committed (or never to be reused). Only moves after a COMMIT. */
@@ -260,39 +253,22 @@ export class DuckDbHotStore implements HotStore {
 
   private async openNow(): Promise<void> {
     this.state = 'opening';
-    const isMemory = this.dbPath === ':memory:';
-    let extensionDir = path.join(tmpdir(), 'canopy-duckdb-extensions');
-    if (!isMemory) {
-      const dir = path.dirname(this.dbPath);
-      let key: string;
-      try {
-        mkdirSync(dir, { recursive: true });
-        key = path.join(realpathSync(dir), path.basename(this.dbPath));
-      } catch (cause) {
-        throw new CanopyError(
-          'CANOPY_STORE_OPEN_FAILED',
-          `Cannot create the folder of the hot-store database ${this.dbPath}: ${errorMessage(cause)}`,
-          { cause },
-        );
-      }
-      if (openFiles.has(key)) {
-        throw new CanopyError(
-          'CANOPY_STORE_OPEN_FAILED',
-          `The hot-store database ${this.dbPath} is already open in this process; open it once and share the store.`,
-        );
-      }
-      openFiles.add(key);
-      this.fileKey = key;
-      extensionDir = path.join(dir, '.duckdb-extensions');
-    }
+    this.file = claimDuckDbFile(this.dbPath, (problem, cause) =>
+      problem === 'folder'
+        ? new CanopyError(
+            'CANOPY_STORE_OPEN_FAILED',
+            `Cannot create the folder of the hot-store database ${this.dbPath}: ${errorMessage(cause)}`,
+            { cause },
+          )
+        : new CanopyError(
+            'CANOPY_STORE_OPEN_FAILED',
+            `The hot-store database ${this.dbPath} is already open in this process; open it once and share the store.`,
+          ),
+    );
 
     try {
       this.instance = await DuckDBInstance.create(this.dbPath, {
-        // No network here: extensions Canopy needs (parquet, json, icu) are
-        // built in, and an auto-download attempt would only hang or fail.
-        extension_directory: extensionDir,
-        autoinstall_known_extensions: 'false',
-        autoload_known_extensions: 'false',
+        ...offlineDuckDbOptions(this.file.extensionDir),
         ...(this.memoryLimit === undefined ? {} : { memory_limit: this.memoryLimit }),
       });
     } catch (cause) {
@@ -422,8 +398,8 @@ export class DuckDbHotStore implements HotStore {
   }
 
   private releaseFile(): void {
-    if (this.fileKey !== undefined) openFiles.delete(this.fileKey);
-    this.fileKey = undefined;
+    this.file?.release();
+    this.file = undefined;
   }
 
   /** Queues `task` on the write connection; rejects with CANOPY_STORE_CLOSED unless open. */

@@ -13,8 +13,6 @@
  * DuckDB COMMIT writes and fsyncs its WAL before it returns, so a resolved
  * `apply` survives a crash.
  */
-import { mkdirSync, realpathSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import path from 'node:path';
 import {
   BIGINT,
@@ -82,6 +80,7 @@ import {
   type MetaDialect,
   type MetaMigration,
 } from './meta-sql.js';
+import { claimDuckDbFile, offlineDuckDbOptions, type DuckDbFileClaim } from '../duckdb-file.js';
 
 export interface DuckDbMetaStoreOptions {
   /** Database file (its folder is created if missing), or `:memory:`. */
@@ -145,12 +144,6 @@ const OUTBOX_TYPES: readonly DuckDBType[] = [
 
 const RESOLVED_BEFORE = `state = 'resolved' AND resolved_at < $1`;
 
-/**
- * Database files open in this process. DuckDB's file lock only keeps other
- * processes out; a second instance on the same file here would open it too.
- */
-const openFiles = new Set<string>();
-
 export class DuckDbMetaStore implements MetaStore {
   private readonly dbPath: string;
   private readonly log: Logger;
@@ -160,7 +153,8 @@ export class DuckDbMetaStore implements MetaStore {
   /** The hot-path statements (apply, the outbox's reads and delivery records), prepared once. */
   private statements: PreparedStatements | undefined;
   private opening: Promise<void> | undefined;
-  private fileKey: string | undefined;
+  /** This process's claim on the database file, while the store holds it. */
+  private file: DuckDbFileClaim | undefined;
   /** One connection, one operation at a time: a transaction must not interleave with another call. */
   private readonly queue = new SerialQueue();
 
@@ -186,35 +180,19 @@ export class DuckDbMetaStore implements MetaStore {
   }
 
   private async openNow(): Promise<void> {
-    let extensionDir = path.join(tmpdir(), 'canopy-duckdb-extensions');
-    if (this.dbPath !== ':memory:') {
-      const dir = path.dirname(this.dbPath);
-      let key: string;
-      try {
-        mkdirSync(dir, { recursive: true });
-        key = path.join(realpathSync(dir), path.basename(this.dbPath));
-      } catch (cause) {
-        throw unavailable(
-          `cannot create the folder of the metadata database ${this.dbPath}: ${errorMessage(cause)}`,
-          cause,
-        );
-      }
-      if (openFiles.has(key)) {
-        throw unavailable(
-          `the metadata database ${this.dbPath} is already open in this process; open it once and share the store`,
-        );
-      }
-      openFiles.add(key);
-      this.fileKey = key;
-      extensionDir = path.join(dir, '.duckdb-extensions');
-    }
+    this.file = claimDuckDbFile(this.dbPath, (problem, cause) =>
+      problem === 'folder'
+        ? unavailable(
+            `cannot create the folder of the metadata database ${this.dbPath}: ${errorMessage(cause)}`,
+            cause,
+          )
+        : unavailable(
+            `the metadata database ${this.dbPath} is already open in this process; open it once and share the store`,
+          ),
+    );
     try {
       this.instance = await DuckDBInstance.create(this.dbPath, {
-        // No network: nothing here needs an extension, and an auto-download
-        // attempt would only hang or fail.
-        extension_directory: extensionDir,
-        autoinstall_known_extensions: 'false',
-        autoload_known_extensions: 'false',
+        ...offlineDuckDbOptions(this.file.extensionDir),
       });
       this.conn = await this.instance.connect();
       await this.migrate(this.conn);
@@ -281,8 +259,8 @@ export class DuckDbMetaStore implements MetaStore {
     this.conn = undefined;
     this.statements = undefined;
     this.instance = undefined;
-    if (this.fileKey !== undefined) openFiles.delete(this.fileKey);
-    this.fileKey = undefined;
+    this.file?.release();
+    this.file = undefined;
   }
 
   /** Queues `work` on the connection; rejects with CANOPY_META_UNAVAILABLE unless open. */

@@ -54,7 +54,7 @@ import {
   type MetaMigration,
 } from './meta-sql.js';
 import * as workflows from './postgres-workflows.js';
-import { describePostgresTarget } from '../postgres-target.js';
+import { describePostgresTarget, inPostgresTransaction } from '../postgres.js';
 
 export interface PostgresMetaStoreOptions {
   /** `postgres://user:password@host:port/database`; when set, the fields below are ignored except `schema`. */
@@ -212,7 +212,7 @@ export class PostgresMetaStore implements MetaStore {
     // An idle client's error (server restart) must not crash the process; the next query reports it.
     pool.on('error', (err) => this.log.warn({ err }, 'idle PostgreSQL client failed'));
     try {
-      await transaction(pool, async (client) => {
+      await inPostgresTransaction(pool, async (client) => {
         await client.query('SELECT pg_advisory_xact_lock(hashtext($1))', [
           `canopy-meta:${this.schema}`,
         ]);
@@ -264,7 +264,7 @@ export class PostgresMetaStore implements MetaStore {
   private async transaction<T>(work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
     const pool = this.connectedPool();
     try {
-      return await transaction(pool, work);
+      return await inPostgresTransaction(pool, work);
     } catch (cause) {
       throw unreachable(cause, this.where);
     }
@@ -527,29 +527,6 @@ export class PostgresMetaStore implements MetaStore {
 
   purgeRuns(before: number): Promise<number> {
     return workflows.purgeRuns(this.access, before);
-  }
-}
-
-/** Runs `work` in one transaction on one pooled client, rolled back on any failure. */
-async function transaction<T>(
-  pool: pg.Pool,
-  work: (client: pg.PoolClient) => Promise<T>,
-): Promise<T> {
-  const client = await pool.connect();
-  let broken = false;
-  try {
-    await client.query('BEGIN');
-    const result = await work(client);
-    await client.query('COMMIT');
-    return result;
-  } catch (err) {
-    await client.query('ROLLBACK').catch(() => {
-      broken = true;
-    });
-    throw err;
-  } finally {
-    // A client whose ROLLBACK failed may be mid-transaction: discard it.
-    client.release(broken);
   }
 }
 

@@ -44,7 +44,7 @@ import {
   schemaDdl,
   type Dialect,
 } from './sql.js';
-import { describePostgresTarget } from '../postgres-target.js';
+import { describePostgresTarget, inPostgresTransaction } from '../postgres.js';
 
 export interface PostgresWarehouseOptions {
   /** `postgres://user:password@host:port/database`; when set, the fields below are ignored except `schema`. */
@@ -174,29 +174,16 @@ export class PostgresWarehouse implements Warehouse {
    * Runs `work` in one transaction holding the advisory lock of `lockName`
    * (scoped to this schema), rolled back on any failure.
    */
-  private async transaction<T>(
+  private transaction<T>(
     lockName: string,
     work: (client: pg.PoolClient) => Promise<T>,
   ): Promise<T> {
-    const client = await this.connectedPool().connect();
-    let broken = false;
-    try {
-      await client.query('BEGIN');
+    return inPostgresTransaction(this.connectedPool(), async (client) => {
       await client.query('SELECT pg_advisory_xact_lock(hashtext($1))', [
         `canopy-warehouse:${this.schema}:${lockName}`,
       ]);
-      const result = await work(client);
-      await client.query('COMMIT');
-      return result;
-    } catch (err) {
-      await client.query('ROLLBACK').catch(() => {
-        broken = true;
-      });
-      throw err;
-    } finally {
-      // A client whose ROLLBACK failed may be mid-transaction: discard it.
-      client.release(broken);
-    }
+      return work(client);
+    });
   }
 
   async ledger(): Promise<Map<string, string>> {
