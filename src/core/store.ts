@@ -108,6 +108,15 @@ export interface ExportedPartition {
   path: string;
 }
 
+/** A predicted value for a reading stored without one (imputation write-back). */
+export interface ImputedValue {
+  sensorId: string;
+  /** Epoch ms. */
+  eventTime: number;
+  /** Finite. */
+  value: number;
+}
+
 export interface ExportBatch {
   /** Rows exported: those with seq in (afterSeq, lastSeq]. */
   rows: number;
@@ -142,6 +151,15 @@ export interface HotStore {
   /** The last `perSensor` non-null values of every sensor, oldest first (to warm stream checks). */
   recentValues(perSensor: number): Promise<Map<string, number[]>>;
   countReadings(): Promise<number>;
+
+  /**
+   * In one transaction: sets `value` and `imputed = true` on every stored
+   * reading at each (sensor, event time) whose value is null and which is not
+   * yet imputed. Readings with a value, or already imputed, are left alone,
+   * so applying the same values again changes nothing. Returns the number of
+   * readings changed. Throws CANOPY_API_BAD_REQUEST for a non-finite value.
+   */
+  applyImputations(values: readonly ImputedValue[]): Promise<number>;
 
   /** Inserts sensors not yet known; for known ones, fills fields that are null. Config sensors overwrite. */
   upsertSensors(sensors: readonly SensorRecord[]): Promise<void>;

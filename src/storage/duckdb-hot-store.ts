@@ -48,6 +48,7 @@ import type {
   ExportBatch,
   ExportedPartition,
   HotStore,
+  ImputedValue,
   IngestReceipt,
   NewReading,
   Page,
@@ -92,6 +93,8 @@ const META_SEQ_FLOOR = 'seq_floor';
 const META_DEAD_LETTER_FLOOR = 'deadletter_id_floor';
 /** Most keys one `findReceipts` call may ask for. */
 const MAX_RECEIPT_KEYS = 1_000;
+/** Imputed values per UPDATE statement (three parameters each). */
+const IMPUTATION_CHUNK = 500;
 
 /**
  * The schema. Column order of `readings` and `dead_letters` is the order the
@@ -856,6 +859,37 @@ export class DuckDbHotStore implements HotStore {
         await rollbackQuietly(conn, this.log);
       }
     });
+  }
+
+  async applyImputations(values: readonly ImputedValue[]): Promise<number> {
+    for (const v of values) {
+      if (!Number.isFinite(v.value) || !Number.isFinite(v.eventTime)) {
+        throw new CanopyError(
+          'CANOPY_API_BAD_REQUEST',
+          `an imputed value needs a finite value and event time (${v.sensorId} at ${v.eventTime}: ${v.value})`,
+        );
+      }
+    }
+    if (values.length === 0) return 0;
+    return await this.write((conn) =>
+      this.inTransaction(conn, 'imputed values', async () => {
+        let changed = 0;
+        for (let start = 0; start < values.length; start += IMPUTATION_CHUNK) {
+          const chunk = values.slice(start, start + IMPUTATION_CHUNK);
+          const rows = chunk.map((_, i) => `($${3 * i + 1}, $${3 * i + 2}, $${3 * i + 3})`);
+          const result = await conn.run(
+            `UPDATE readings SET value = v.value, imputed = true
+               FROM (VALUES ${rows.join(', ')}) AS v(sensor_id, event_time, value)
+              WHERE readings.sensor_id = v.sensor_id AND readings.event_time = v.event_time
+                AND readings.value IS NULL AND NOT readings.imputed`,
+            chunk.flatMap((v) => [v.sensorId, toTimestamp(v.eventTime), v.value]),
+            chunk.flatMap(() => [VARCHAR, TIMESTAMP, DOUBLE]),
+          );
+          changed += Number(result.rowsChanged);
+        }
+        return changed;
+      }),
+    );
   }
 
   /**

@@ -815,6 +815,68 @@ export function describeHotStoreConformance(
       });
     });
 
+    describe('imputed values', () => {
+      it('fills null, not-yet-imputed readings only, once, and reports how many changed', async () => {
+        const { store } = await setup();
+        const input = [
+          reading({ sensorId: 'gap', eventTime: BASE, value: null }),
+          // The same (sensor, time) twice: dedup is silver's job, so both are filled.
+          reading({ sensorId: 'gap', eventTime: BASE, value: null, batchId: 'again' }),
+          reading({ sensorId: 'gap', eventTime: BASE + 60_000, value: 4.5 }),
+          reading({ sensorId: 'gap', eventTime: BASE + 120_000, value: null, imputed: true }),
+          reading({ sensorId: 'other', eventTime: BASE, value: null }),
+        ];
+        await appendAll(store, input);
+        const values = [
+          { sensorId: 'gap', eventTime: BASE, value: 1.25 },
+          { sensorId: 'gap', eventTime: BASE + 60_000, value: 9 },
+          { sensorId: 'gap', eventTime: BASE + 120_000, value: 9 },
+          { sensorId: 'absent', eventTime: BASE, value: 9 },
+        ];
+        expect(await store.applyImputations(values)).toBe(2);
+        expect(await store.applyImputations(values)).toBe(0);
+        const stored = await walkReadings(store, { limit: 100 });
+        const summary = stored
+          .map((r) => `${r.sensorId}@${r.eventTime - BASE}=${r.value}/${r.imputed}`)
+          .sort();
+        expect(summary).toEqual([
+          'gap@0=1.25/true',
+          'gap@0=1.25/true',
+          'gap@120000=null/true',
+          'gap@60000=4.5/false',
+          'other@0=null/false',
+        ]);
+      });
+
+      it('refuses a non-finite value and changes nothing', async () => {
+        const { store } = await setup();
+        await appendAll(store, [reading({ sensorId: 'gap', eventTime: BASE, value: null })]);
+        await expect(
+          store.applyImputations([
+            { sensorId: 'gap', eventTime: BASE, value: 1 },
+            { sensorId: 'gap', eventTime: BASE, value: Number.NaN },
+          ]),
+        ).rejects.toMatchObject({ code: 'CANOPY_API_BAD_REQUEST' });
+        const [only] = await walkReadings(store, { limit: 10 });
+        expect(only).toMatchObject({ value: null, imputed: false });
+      });
+
+      it('applies more values than one statement takes', async () => {
+        const { store } = await setup();
+        const times = Array.from({ length: 1_234 }, (_, i) => BASE + i * 1_000);
+        await appendAll(
+          store,
+          times.map((eventTime) => reading({ sensorId: 'long-gap', eventTime, value: null })),
+        );
+        const values = times.map((eventTime, i) => ({ sensorId: 'long-gap', eventTime, value: i }));
+        expect(await store.applyImputations(values)).toBe(times.length);
+        const stored = await walkReadings(store, { limit: 10_000 });
+        expect(stored.every((r) => r.imputed && r.value === (r.eventTime - BASE) / 1_000)).toBe(
+          true,
+        );
+      });
+    });
+
     describe('export to Parquet', () => {
       it('writes the rows above a seq, lowest first up to maxRows, one file per event date and hour', async () => {
         const { store } = await setup();
