@@ -22,8 +22,17 @@ import { metricsCost } from './scenarios/metrics-cost.js';
 import { mqttBatch } from './scenarios/mqtt-batch.js';
 import { mqttSingle } from './scenarios/mqtt-single.js';
 import { alertLatency } from './scenarios/alert-latency.js';
+import { busThroughput } from './scenarios/bus-throughput.js';
 
-const SCENARIOS: Scenario[] = [mqttSingle, mqttBatch, httpBatch, lake, metricsCost, alertLatency];
+const SCENARIOS: Scenario[] = [
+  mqttSingle,
+  mqttBatch,
+  httpBatch,
+  lake,
+  metricsCost,
+  alertLatency,
+  busThroughput,
+];
 const RESULTS_DIR = path.join(repoRoot, 'bench', 'results');
 
 interface ScenarioReport extends Partial<ScenarioOutcome> {

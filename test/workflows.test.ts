@@ -111,6 +111,7 @@ describe('the platform workflows', () => {
       ['housekeeping', '* * * * *'],
       ['hourly-lake', '5 * * * *'],
       ['daily-pipeline', '30 0 * * *'],
+      ['daily-imputation', '0 2 * * *'],
     ]);
     const daily = workflows.find((w) => w.name === 'daily-pipeline')!;
     expect(daily.next_slot).toBe('2026-11-30T00:30:00.000Z');

@@ -130,6 +130,7 @@ export class AlertService {
   private nextWrite: Promise<boolean> | undefined;
   private forceNext = false;
   private timer: NodeJS.Timeout | undefined;
+  private readonly changeListeners: ((alerts: readonly Alert[]) => void)[] = [];
 
   constructor(o: AlertServiceOptions) {
     this.store = o.store;
@@ -251,6 +252,20 @@ export class AlertService {
     return this.engine.ruleSet();
   }
 
+  /** The alerts not yet resolved, as the engine holds them (ahead of the store while a write runs). */
+  activeAlerts(): readonly Alert[] {
+    return this.engine.activeAlerts();
+  }
+
+  /**
+   * Tells `listener` of every alert a stored write changed, each once per
+   * write in its latest version. Listeners must return at once and never
+   * throw (the dashboard's live stream).
+   */
+  onChange(listener: (alerts: readonly Alert[]) => void): void {
+    this.changeListeners.push(listener);
+  }
+
   /** Settles once every evaluation queued so far has been applied (or kept as pending). */
   async flush(): Promise<void> {
     await this.queue.drain();
@@ -358,13 +373,17 @@ export class AlertService {
 
   private applied(sets: readonly AlertChanges[]): void {
     const entries: OutboxEntry[] = [];
+    const changed = new Map<string, Alert>();
     for (const changes of sets) {
       for (const e of changes.events)
         this.metrics.alertEvents.inc({ kind: e.kind, severity: e.severity });
       entries.push(...changes.outbox);
+      for (const a of changes.alerts) changed.set(a.id, a);
     }
     this.setGauge();
     if (entries.length > 0) this.onQueued?.(entries);
+    if (changed.size > 0)
+      for (const listener of this.changeListeners) listener([...changed.values()]);
   }
 
   /** Every state × severity combination is set, zeros included, so a cleared one reads 0. */

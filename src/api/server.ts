@@ -31,7 +31,11 @@ import type { LakeQueries } from '../query/index.js';
 import type { CatalogTable, QualityHistory } from '../lake/index.js';
 import { parseLimit, parseTimeParam, optionalString } from './params.js';
 import { registerAlertRoutes, type AlertApiDeps } from './alerts.js';
+import { registerAuth, type AuthApiDeps } from './auth.js';
 import { registerWorkflowRoutes, type WorkflowApiDeps } from './workflows.js';
+import { registerImputationRoutes } from './imputation.js';
+import { registerDashboardRoutes, type DashboardDeps } from './dashboard.js';
+import { toCsv } from './csv.js';
 
 export interface ApiDeps {
   sink: IngestSink;
@@ -58,6 +62,10 @@ export interface ApiDeps {
   };
   /** Workflows, their runs and callbacks (`/api/workflows`); absent when workflows are off. */
   workflows?: WorkflowApiDeps;
+  /** The dashboard: the app at `/`, `/api/live` and its read endpoints (src/api/dashboard.ts). */
+  dashboard?: DashboardDeps;
+  /** Authentication, sessions and credentials (src/api/auth.ts); absent: every route open. */
+  auth?: AuthApiDeps;
 }
 
 const FORMAT_BY_MEDIA_TYPE: Record<string, PayloadFormat> = {
@@ -135,6 +143,9 @@ export function buildApi(deps: ApiDeps): FastifyInstance {
     reply.header('x-request-id', request.id);
     done();
   });
+
+  // Before any route: the hook applies to every route, including those of plugins.
+  if (deps.auth) registerAuth(app, deps.auth);
 
   app.addHook('onResponse', (request, reply, done) => {
     deps.metrics.httpDuration.observe(
@@ -296,7 +307,7 @@ export function buildApi(deps: ApiDeps): FastifyInstance {
     return { data: page.items.map(toWire), next_cursor: page.nextCursor };
   });
 
-  app.post('/api/query', async (request) => {
+  app.post('/api/query', async (request, reply) => {
     const raw = request.body;
     let sql: unknown;
     try {
@@ -307,7 +318,27 @@ export function buildApi(deps: ApiDeps): FastifyInstance {
     if (typeof sql !== 'string' || sql.trim() === '') {
       throw new CanopyError('CANOPY_API_BAD_REQUEST', 'the body must be JSON: {"sql": "SELECT …"}');
     }
+    const format = optionalString(request.query as Record<string, unknown>, 'format');
+    if (format !== undefined && format !== 'json' && format !== 'csv')
+      throw new CanopyError(
+        'CANOPY_API_BAD_REQUEST',
+        `format must be json or csv, got "${format}"`,
+      );
+    const csv =
+      format === 'csv' ||
+      (format === undefined && (request.headers.accept ?? '').includes('text/csv'));
     const result = await deps.queries.run(sql);
+    if (csv)
+      return reply
+        .type('text/csv; charset=utf-8')
+        .header('content-disposition', 'attachment; filename="canopy-query.csv"')
+        .header('x-canopy-truncated', String(result.truncated))
+        .send(
+          toCsv(
+            result.columns.map((c) => c.name),
+            result.rows,
+          ),
+        );
     return {
       columns: result.columns,
       rows: result.rows,
@@ -397,7 +428,11 @@ export function buildApi(deps: ApiDeps): FastifyInstance {
   });
 
   if (deps.alerts) registerAlertRoutes(app, deps.alerts);
-  if (deps.workflows) registerWorkflowRoutes(app, deps.workflows);
+  if (deps.workflows) {
+    registerWorkflowRoutes(app, deps.workflows);
+    registerImputationRoutes(app, deps.workflows);
+  }
+  if (deps.dashboard) registerDashboardRoutes(app, { ...deps, dashboard: deps.dashboard });
 
   return app;
 }

@@ -16,7 +16,11 @@ export interface AlertListFilters {
   limit?: string;
 }
 
-export async function listAlerts(baseUrl: string, filters: AlertListFilters): Promise<WireAlert[]> {
+export async function listAlerts(
+  baseUrl: string,
+  filters: AlertListFilters,
+  apiKey?: string,
+): Promise<WireAlert[]> {
   const params = new URLSearchParams();
   const names: [keyof AlertListFilters, string][] = [
     ['state', 'state'],
@@ -30,7 +34,7 @@ export async function listAlerts(baseUrl: string, filters: AlertListFilters): Pr
     const value = filters[flag];
     if (value !== undefined) params.set(param, value);
   }
-  const body = (await callApi(`${baseUrl}/api/alerts?${params.toString()}`)) as {
+  const body = (await callApi(`${baseUrl}/api/alerts?${params.toString()}`, {}, apiKey)) as {
     data: WireAlert[];
   };
   return body.data;
@@ -41,12 +45,17 @@ export async function actOnAlert(
   id: string,
   action: 'ack' | 'snooze' | 'resolve',
   body: Record<string, string>,
+  apiKey?: string,
 ): Promise<WireAlert> {
-  const answer = (await callApi(`${baseUrl}/api/alerts/${encodeURIComponent(id)}/${action}`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify(body),
-  })) as { alert: WireAlert };
+  const answer = (await callApi(
+    `${baseUrl}/api/alerts/${encodeURIComponent(id)}/${action}`,
+    {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(body),
+    },
+    apiKey,
+  )) as { alert: WireAlert };
   return answer.alert;
 }
 

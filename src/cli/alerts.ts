@@ -89,7 +89,7 @@ function listCommand(deps: AlertsCommandDeps): Command {
       .option('--json', 'print the API answer as JSON'),
   ).action(async (flags: ListFlags) => {
     try {
-      const alerts = await listAlerts(apiUrlFrom(flags, deps.load), flags);
+      const alerts = await listAlerts(apiUrlFrom(flags, deps.load), flags, flags.apiKey);
       console.log(flags.json ? JSON.stringify(alerts, null, 2) : formatAlerts(alerts));
     } catch (err) {
       deps.fail(err);
@@ -128,7 +128,8 @@ function actCommand(
         const value = flags[key];
         if (value !== undefined) body[key] = value;
       }
-      console.log(formatAlerts([await actOnAlert(apiUrlFrom(flags, deps.load), id, action, body)]));
+      const url = apiUrlFrom(flags, deps.load);
+      console.log(formatAlerts([await actOnAlert(url, id, action, body, flags.apiKey)]));
     } catch (err) {
       deps.fail(err);
     }

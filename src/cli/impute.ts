@@ -34,6 +34,21 @@ import {
   type SeriesFrame,
 } from '../ml/index.js';
 import { createObjectStore } from '../storage/index.js';
+import type { imputationRunToWire } from '../api/imputation.js';
+import { IMPUTATION_WORKFLOW } from '../imputation/workflow.js';
+import { addApiOptions, apiUrlFrom, callApi, type ApiFlags } from './api-client.js';
+import { runWorkflow, table } from './workflows.js';
+
+type ImputationRun = ReturnType<typeof imputationRunToWire>;
+
+async function imputationRuns(
+  deps: ImputeCommandDeps,
+  flags: ApiFlags,
+  limit: number,
+): Promise<ImputationRun[]> {
+  const url = `${apiUrlFrom(flags, deps.load)}/api/imputation/runs?limit=${limit}`;
+  return ((await callApi(url, {}, flags.apiKey)) as { data: ImputationRun[] }).data;
+}
 
 export interface ImputeCommandDeps {
   load: (configFile: string | undefined) => CanopyConfig;
@@ -123,7 +138,76 @@ function fileOptions(command: Command): Command {
 
 export function imputeCommand(deps: ImputeCommandDeps): Command {
   const impute = new Command('impute').description(
-    'imputation models: evaluate them on a file, train and store them, list stored models',
+    'imputation: run the daily workflow, list its runs, evaluate models on a file, train and list models',
+  );
+
+  impute.addCommand(
+    addApiOptions(
+      new Command('run')
+        .description(
+          'run the daily-imputation workflow in the running Canopy for one date (default: yesterday) and wait for its result',
+        )
+        .option('--date <YYYY-MM-DD>', 'the event date whose missing values to fill')
+        .option('--no-wait', 'return once the run is started'),
+    ).action(async (flags: ApiFlags & { date?: string; wait: boolean }) => {
+      try {
+        const run = await runWorkflow(deps, IMPUTATION_WORKFLOW, {
+          ...flags,
+          pastCallbacks: true,
+          quiet: flags.wait,
+        });
+        if (flags.wait) {
+          const summary = (await imputationRuns(deps, flags, 100)).find((r) => r.id === run.id);
+          console.log(JSON.stringify(summary ?? run, null, 2));
+        }
+      } catch (err) {
+        deps.fail(err);
+      }
+    }),
+  );
+
+  impute.addCommand(
+    addApiOptions(
+      new Command('runs')
+        .description('the daily-imputation runs of the running Canopy, newest first')
+        .option('--limit <n>', '1 to 100', '20')
+        .option('--json', 'print the API answer as JSON'),
+    ).action(async (flags: ApiFlags & { limit: string; json?: boolean }) => {
+      try {
+        const runs = await imputationRuns(deps, flags, integer('--limit', flags.limit, 1));
+        if (flags.json) {
+          console.log(JSON.stringify(runs, null, 2));
+          return;
+        }
+        const cell = (v: number | string | null) => (v === null ? '-' : String(v));
+        console.log(
+          table([
+            [
+              'RUN',
+              'DATE',
+              'STATE',
+              'RESULT',
+              'MISSING',
+              'FILLED',
+              'LEFT MISSING',
+              'MODELS TRAINED',
+            ],
+            ...runs.map((r) => [
+              r.id,
+              cell(r.date),
+              r.state,
+              cell(r.result),
+              cell(r.missing),
+              cell(r.filled),
+              cell(r.left_missing),
+              cell(r.models_trained),
+            ]),
+          ]),
+        );
+      } catch (err) {
+        deps.fail(err);
+      }
+    }),
   );
 
   fileOptions(
@@ -211,28 +295,19 @@ export function imputeCommand(deps: ImputeCommandDeps): Command {
           } else if (models.length === 0) {
             console.log('no models');
           } else {
-            const rows = [
-              ['NAME', 'VERSION', 'KIND', 'MEASURE', 'ROWS', 'TRAINED', 'MAX GAP'],
-              ...models.map((m) => [
-                m.name,
-                m.version,
-                m.kind,
-                m.measure,
-                String(m.trainingRows),
-                m.trainedAt,
-                String(m.maxGapSteps),
-              ]),
-            ];
-            const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
             console.log(
-              rows
-                .map((r) =>
-                  r
-                    .map((c, i) => c.padEnd(widths[i]!))
-                    .join('  ')
-                    .trimEnd(),
-                )
-                .join('\n'),
+              table([
+                ['NAME', 'VERSION', 'KIND', 'MEASURE', 'ROWS', 'TRAINED', 'MAX GAP'],
+                ...models.map((m) => [
+                  m.name,
+                  m.version,
+                  m.kind,
+                  m.measure,
+                  String(m.trainingRows),
+                  m.trainedAt,
+                  String(m.maxGapSteps),
+                ]),
+              ]),
             );
           }
         } finally {

@@ -22,6 +22,7 @@ import { silentLogger } from '../observability/logger.js';
 import { Metrics } from '../observability/metrics.js';
 import { openStore } from '../runtime/app.js';
 import { createPipeline } from '../runtime/pipeline.js';
+import { withApiKey } from './api-client.js';
 
 export interface IngestFileSummary {
   file: string;
@@ -51,7 +52,7 @@ function resolveMapping(
 }
 
 /** A sink that forwards to a running Canopy's HTTP API. Only formats the API takes by content type. */
-function apiSink(baseUrl: string): IngestSink {
+function apiSink(baseUrl: string, apiKey: string | undefined): IngestSink {
   const contentTypes: Partial<Record<PayloadFormat, string>> = {
     json: 'application/json',
     ndjson: 'application/x-ndjson',
@@ -66,16 +67,25 @@ function apiSink(baseUrl: string): IngestSink {
           `the store is in use by a running Canopy, and ${message.format} files cannot be sent over its API; stop it and run canopy ingest again`,
         );
       }
-      const response = await fetch(`${baseUrl}/api/data`, {
-        method: 'POST',
-        headers: { 'content-type': contentType },
-        body: message.payload,
-      });
+      const response = await fetch(
+        `${baseUrl}/api/data`,
+        withApiKey(
+          { method: 'POST', headers: { 'content-type': contentType }, body: message.payload },
+          apiKey,
+        ),
+      );
       const body = (await response.json()) as {
         accepted?: number;
         batch_id?: string;
         rejected?: { index: number | null; reason: string; message: string }[];
+        error?: { message?: string };
       };
+      if (response.status === 401 || response.status === 403) {
+        throw new CanopyError(
+          response.status === 401 ? 'CANOPY_AUTH_REQUIRED' : 'CANOPY_AUTH_FORBIDDEN',
+          `the running Canopy refused the file: ${body.error?.message ?? response.status}; give an API key with the ingest scope (--api-key or CANOPY_API_KEY)`,
+        );
+      }
       if (response.status !== 200 && response.status !== 400) {
         throw new CanopyError(
           'CANOPY_STORE_COMMIT_FAILED',
@@ -102,7 +112,12 @@ function apiSink(baseUrl: string): IngestSink {
 export async function ingestFile(
   config: CanopyConfig,
   file: string,
-  options: { format?: PayloadFormat | undefined; mapping?: string | undefined },
+  options: {
+    format?: PayloadFormat | undefined;
+    mapping?: string | undefined;
+    /** Sent when the file goes through a running Canopy's API. */
+    apiKey?: string | undefined;
+  },
 ): Promise<IngestFileSummary> {
   let text: string;
   try {
@@ -139,6 +154,7 @@ export async function ingestFile(
     if (!isCanopyError(err, 'CANOPY_STORE_OPEN_FAILED') || !config.http.enabled) throw err;
     sink = apiSink(
       `http://${config.http.host === '0.0.0.0' ? '127.0.0.1' : config.http.host}:${config.http.port}`,
+      options.apiKey,
     );
     via = 'api';
   }

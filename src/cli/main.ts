@@ -11,7 +11,10 @@ import { renderErrorDocs } from '../core/error-docs.js';
 import { createLogger } from '../observability/logger.js';
 import { renderMetricsDocs } from '../observability/metrics-docs.js';
 import { startCanopy } from '../runtime/app.js';
+import { resolveAuthMode } from '../auth/mode.js';
 import { alertsCommand } from './alerts.js';
+import { apiKeyOption } from './api-client.js';
+import { authCommands } from './auth.js';
 import { imputeCommand } from './impute.js';
 import { ingestFile } from './ingest-file.js';
 import { JOBS, lakeCatalog, queryLake, runJob, type JobName } from './jobs.js';
@@ -96,16 +99,23 @@ program
     ).choices(['json', 'ndjson', 'csv', 'csv-wide']),
   )
   .option('--mapping <name>', 'wide-CSV mapping: a name under ingest.wideCsv, or "air-quality-uci"')
+  .addOption(apiKeyOption())
   .action(
     async (
       file: string,
-      opts: { config?: string; format?: 'json' | 'ndjson' | 'csv' | 'csv-wide'; mapping?: string },
+      opts: {
+        config?: string;
+        format?: 'json' | 'ndjson' | 'csv' | 'csv-wide';
+        mapping?: string;
+        apiKey?: string;
+      },
     ) => {
       const config = load(opts.config);
       try {
         const summary = await ingestFile(config, file, {
           format: opts.format,
           mapping: opts.mapping,
+          apiKey: opts.apiKey,
         });
         console.log(JSON.stringify(summary, null, 2));
         process.exitCode = summary.rejected > 0 ? 1 : 0;
@@ -152,6 +162,7 @@ program
 interface JobRunFlags {
   config?: string;
   url?: string;
+  apiKey?: string;
   wait?: boolean;
   dryRun?: boolean;
   /** Validated by the job (CANOPY_JOB_BAD_DATE). */
@@ -169,6 +180,7 @@ jobs
   )
   .addOption(new Option('--config <file>', 'YAML config file'))
   .addOption(new Option('--url <url>', 'workflows: the running Canopy (default: from config http)'))
+  .addOption(apiKeyOption())
   .option('--wait', 'workflows: wait until the run ends (or waits for a callback)')
   .argument('<job>', `${JOBS.join(' | ')} | a workflow`)
   .option('--dry-run', 'retention: list what would be deleted, delete nothing')
@@ -209,6 +221,9 @@ program.addCommand(alertsCommand({ load: (file) => load(file), fail }));
 
 addWorkflowCommands(jobs, { load, fail });
 
+for (const command of authCommands({ load: (file) => load(file), fail }))
+  program.addCommand(command);
+
 program.addCommand(imputeCommand({ load: (file) => load(file), fail }));
 
 const configCommand = program.command('config').description('configuration tools');
@@ -219,6 +234,12 @@ configCommand
   .option('--print', 'print the effective configuration (secrets redacted)')
   .action((opts: { config?: string; print?: boolean }) => {
     const config = load(opts.config);
+    try {
+      const { warning } = resolveAuthMode(config);
+      if (warning !== undefined) console.warn(`warning: ${warning}`);
+    } catch (err) {
+      fail(err);
+    }
     console.log('configuration is valid');
     if (opts.print) console.log(JSON.stringify(redactConfig(config), null, 2));
   });

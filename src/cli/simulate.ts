@@ -6,6 +6,7 @@
 import { Command, Option } from 'commander';
 import { systemClock } from '../core/clock.js';
 import { createLogger } from '../observability/logger.js';
+import { apiKeyOption } from './api-client.js';
 import {
   runSimulator,
   startPlantsServer,
@@ -30,6 +31,9 @@ interface SimulateFlags {
   batchSize: string;
   format?: string;
   shiftToNow?: boolean;
+  apiKey?: string;
+  username?: string;
+  password?: string;
 }
 
 const int = (name: string, raw: string): number => {
@@ -47,6 +51,11 @@ function targetOf(flags: SimulateFlags): SimulatorTarget {
         topic: flags.topic,
         qos: 1,
         readingsPerMessage: int('per-message', flags.perMessage),
+        // A device's client id must be its id or start with `<id>:` (docs/security.md).
+        ...(flags.username === undefined
+          ? {}
+          : { username: flags.username, clientId: `${flags.username}:simulate` }),
+        ...(flags.password === undefined ? {} : { password: flags.password }),
       };
     case 'http':
       return {
@@ -54,6 +63,9 @@ function targetOf(flags: SimulateFlags): SimulatorTarget {
         url: flags.url ?? 'http://127.0.0.1:3000/api/data',
         batchSize: int('batch-size', flags.batchSize),
         format: flags.format === 'ndjson' ? 'ndjson' : 'json',
+        ...(flags.apiKey === undefined
+          ? {}
+          : { headers: { authorization: `Bearer ${flags.apiKey}` } }),
       };
     case 'file':
       return {
@@ -91,6 +103,9 @@ export function simulateCommand(): Command {
     .option('--per-message <n>', 'MQTT: readings per message', '1')
     .option('--batch-size <n>', 'HTTP: readings per request', '100')
     .option('--format <format>', 'HTTP: json | ndjson; file: ndjson | csv')
+    .addOption(apiKeyOption())
+    .option('--username <device>', 'MQTT: device id, when the broker requires credentials')
+    .option('--password <password>', 'MQTT: the device password (from canopy devices create)')
     .action(async (flags: SimulateFlags) => {
       const logger = createLogger('info', true);
       const options: SimulatorOptions = {

@@ -27,7 +27,8 @@ export interface WorkflowCommandDeps {
   fail: (err: unknown) => never;
 }
 
-function table(rows: string[][]): string {
+/** Columns padded to their widest cell; the first row is the header. */
+export function table(rows: string[][]): string {
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
   return rows
     .map((r) =>
@@ -58,21 +59,25 @@ function formatRuns(runs: readonly WireRun[]): string {
 const FINAL = new Set(['succeeded', 'failed', 'cancelled']);
 
 export class WorkflowClient {
-  constructor(private readonly baseUrl: string) {}
+  constructor(
+    private readonly baseUrl: string,
+    private readonly apiKey?: string,
+  ) {}
 
   static from(deps: WorkflowCommandDeps, flags: ApiFlags): WorkflowClient {
-    return new WorkflowClient(apiUrlFrom(flags, deps.load));
+    return new WorkflowClient(apiUrlFrom(flags, deps.load), flags.apiKey);
   }
 
   async list(): Promise<WireWorkflow[]> {
-    return ((await callApi(`${this.baseUrl}/api/workflows`)) as { data: WireWorkflow[] }).data;
+    const answer = await callApi(`${this.baseUrl}/api/workflows`, {}, this.apiKey);
+    return (answer as { data: WireWorkflow[] }).data;
   }
 
   async runs(workflow: string, limit: string, state?: string): Promise<WireRun[]> {
     const params = new URLSearchParams({ limit });
     if (state !== undefined) params.set('state', state);
     const url = `${this.baseUrl}/api/workflows/${encodeURIComponent(workflow)}/runs?${params.toString()}`;
-    return ((await callApi(url)) as { data: WireRun[] }).data;
+    return ((await callApi(url, {}, this.apiKey)) as { data: WireRun[] }).data;
   }
 
   async run(workflow: string, params: Record<string, unknown>): Promise<WireRun> {
@@ -84,33 +89,41 @@ export class WorkflowClient {
 
   async get(runId: string): Promise<WireRun> {
     const url = `${this.baseUrl}/api/workflows/runs/${encodeURIComponent(runId)}`;
-    return ((await callApi(url)) as { run: WireRun }).run;
+    return ((await callApi(url, {}, this.apiKey)) as { run: WireRun }).run;
   }
 
-  /** Polls until the run is final or waits for a callback. */
-  async wait(runId: string): Promise<WireRun> {
+  /**
+   * Polls until the run is final or waits for a callback; with
+   * `pastCallbacks`, until it is final (a callback the platform itself
+   * completes, such as the imputation's prediction, is then waited out).
+   */
+  async wait(runId: string, pastCallbacks = false): Promise<WireRun> {
     for (;;) {
       const run = await this.get(runId);
-      if (FINAL.has(run.state) || run.state === 'waiting') return run;
+      if (FINAL.has(run.state) || (run.state === 'waiting' && !pastCallbacks)) return run;
       await new Promise((resolve) => setTimeout(resolve, 500));
     }
   }
 
   post(path: string, body: Record<string, unknown>): Promise<unknown> {
-    return callApi(`${this.baseUrl}${path}`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify(body),
-    });
+    return callApi(
+      `${this.baseUrl}${path}`,
+      {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify(body),
+      },
+      this.apiKey,
+    );
   }
 }
 
-/** Runs a workflow through the running Canopy; exit 1 when it fails. */
+/** Runs a workflow through the running Canopy and prints the run (unless `quiet`); exit 1 when it fails. */
 export async function runWorkflow(
   deps: WorkflowCommandDeps,
   workflow: string,
-  flags: ApiFlags & { date?: string; wait?: boolean },
-): Promise<void> {
+  flags: ApiFlags & { date?: string; wait?: boolean; pastCallbacks?: boolean; quiet?: boolean },
+): Promise<WireRun> {
   const client = WorkflowClient.from(deps, flags);
   let run: WireRun;
   try {
@@ -126,9 +139,10 @@ export async function runWorkflow(
       );
     throw err;
   }
-  if (flags.wait) run = await client.wait(run.id);
-  console.log(JSON.stringify(run, null, 2));
+  if (flags.wait) run = await client.wait(run.id, flags.pastCallbacks);
+  if (!flags.quiet) console.log(JSON.stringify(run, null, 2));
   if (run.state === 'failed' || run.state === 'cancelled') process.exitCode = 1;
+  return run;
 }
 
 export function addWorkflowCommands(jobs: Command, deps: WorkflowCommandDeps): void {

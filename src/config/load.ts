@@ -7,8 +7,9 @@
  * SCREAMING_SNAKE_CASE (`http.port` → `CANOPY_HTTP_PORT`, `dataDir` →
  * `CANOPY_DATA_DIR`, `store.retentionHours` → `CANOPY_STORE_RETENTION_HOURS`).
  * Arrays and maps take JSON. A few short aliases exist (see `ENV_ALIASES`).
- * `CANOPY_CONFIG` names the file. An unknown `CANOPY_*` variable is an error,
- * like an unknown key in the file.
+ * `CANOPY_CONFIG` names the file, and `CANOPY_API_KEY` is the key CLI
+ * commands send to a running Canopy (not configuration). An unknown
+ * `CANOPY_*` variable is an error, like an unknown key in the file.
  */
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
@@ -19,7 +20,7 @@ import { configSchema, type CanopyConfig } from './schema.js';
 export const ENV_ALIASES: Record<string, string> = {
   CANOPY_MQTT_PORT: 'mqtt.embedded.port',
 };
-const RESERVED_ENV = new Set(['CANOPY_CONFIG']);
+const RESERVED_ENV = new Set(['CANOPY_CONFIG', 'CANOPY_API_KEY']);
 
 interface JsonSchemaNode {
   type?: string | string[];

@@ -214,6 +214,35 @@ export const configSchema = z.strictObject({
       enabled: z.boolean().default(true),
       host: z.string().default('127.0.0.1').describe('Bind address of the API and dashboard.'),
       port: port.default(3000).describe('API port.'),
+      dashboardDir: z
+        .string()
+        .optional()
+        .describe(
+          'Folder of the built dashboard served at `/` (`index.html`, `assets/`); default `web/dist` of the Canopy package (`npm run build:web`).',
+        ),
+    })
+    .prefault({}),
+  auth: z
+    .strictObject({
+      mode: z
+        .enum(['off', 'required'])
+        .optional()
+        .describe(
+          '`required`: every API route but health, readiness, metrics and the dashboard’s files needs an API key or a session, and MQTT devices need credentials (`canopy keys|users|devices`). `off`: no checks. Unset: off while the API and the embedded broker listen on loopback only; binding beyond loopback with it unset refuses to start (see docs/security.md).',
+        ),
+      sessionTtlMs: positiveMs
+        .default(12 * 3_600_000)
+        .describe('How long a dashboard session lasts after login.'),
+      secureCookies: z
+        .boolean()
+        .default(false)
+        .describe(
+          'Mark the session cookie `Secure` (sent over HTTPS only): set it when clients reach Canopy through a TLS-terminating proxy.',
+        ),
+      publicMetrics: z
+        .boolean()
+        .default(true)
+        .describe('Serve `GET /metrics` without credentials (false: it needs the `read` scope).'),
     })
     .prefault({}),
   mqtt: z
@@ -296,13 +325,128 @@ export const configSchema = z.strictObject({
         ),
     })
     .prefault({}),
+  bus: z
+    .strictObject({
+      kind: z
+        .enum(['in-process', 'nats', 'kafka'])
+        .default('in-process')
+        .describe(
+          'The bus between the ingest role (sources) and the process role (pipeline, hot store); see `docs/scaling.md`. `in-process`: none in between, sources hand messages straight to the pipeline and acknowledge after the commit. `nats` (JetStream) or `kafka`: sources publish to the bus and acknowledge after its durable accept; consumers commit to the hot store, then acknowledge the bus.',
+        ),
+      partitions: z
+        .number()
+        .int()
+        .min(1)
+        .max(1024)
+        .default(16)
+        .describe(
+          'Partitions messages are spread over by key (sensor id or routing key); a key keeps its order within its partition. Changing it moves keys between partitions.',
+        ),
+      maxInFlight: z
+        .number()
+        .int()
+        .positive()
+        .default(1_000)
+        .describe(
+          'Messages one consumer holds delivered and not yet acknowledged (fetched ahead included): the back-pressure bound, and what a crash hands back for redelivery.',
+        ),
+      maxBatch: z
+        .number()
+        .int()
+        .positive()
+        .default(100)
+        .describe('Most messages of one partition handed to the pipeline at once.'),
+      ackWaitMs: positiveMs
+        .default(30_000)
+        .describe(
+          'How long a message may stay unacknowledged before the broker gives it to another consumer: JetStream ack wait (a live consumer extends it while it works), Kafka session timeout (at least 6 s).',
+        ),
+      maxDeliver: z
+        .number()
+        .int()
+        .min(0)
+        .default(0)
+        .describe(
+          'Deliveries after which a message is acknowledged unhandled, counted and logged (0: retry forever — a store outage must not drop readings).',
+        ),
+      publishTimeoutMs: positiveMs
+        .default(10_000)
+        .describe(
+          'A publish the broker has not acknowledged by then fails (the source does not acknowledge its peer).',
+        ),
+      capacity: z
+        .number()
+        .int()
+        .positive()
+        .default(10_000)
+        .describe('In-process bus only: messages held before publishers wait.'),
+      nats: z
+        .strictObject({
+          servers: z.array(z.string().min(1)).min(1).default(['nats://127.0.0.1:4222']),
+          user: z.string().optional(),
+          password: z.string().optional().describe('Secret: never logged.'),
+          token: z.string().optional().describe('Secret: never logged.'),
+          stream: z
+            .string()
+            .regex(/^[A-Za-z0-9_-]+$/)
+            .default('CANOPY_READINGS')
+            .describe('JetStream stream (work-queue retention), created when missing.'),
+          subjectPrefix: z
+            .string()
+            .regex(/^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/)
+            .default('canopy.readings')
+            .describe('Subjects are `<subjectPrefix>.<partition>`.'),
+          consumer: z
+            .string()
+            .regex(/^[A-Za-z0-9_-]+$/)
+            .default('canopy-process')
+            .describe('Durable pull consumer that every process-role instance shares.'),
+        })
+        .prefault({}),
+      kafka: z
+        .strictObject({
+          brokers: z.array(z.string().min(1)).min(1).default(['127.0.0.1:9092']),
+          topic: z.string().min(1).default('sensor-events'),
+          groupId: z
+            .string()
+            .min(1)
+            .default('canopy-process')
+            .describe('Consumer group of the process-role instances.'),
+          clientId: z.string().min(1).default('canopy'),
+          replicationFactor: z
+            .number()
+            .int()
+            .min(1)
+            .default(1)
+            .describe('Replicas of a topic Canopy creates (3 on a production cluster).'),
+          tls: z.boolean().default(false),
+          sasl: z
+            .strictObject({
+              mechanism: z.enum(['PLAIN', 'SCRAM-SHA-256', 'SCRAM-SHA-512']),
+              username: z.string().min(1),
+              password: z.string().describe('Secret: never logged.'),
+            })
+            .optional(),
+        })
+        .prefault({}),
+    })
+    .prefault({}),
   store: z
     .strictObject({
       kind: z
-        .enum(['duckdb'])
+        .enum(['duckdb', 'postgres'])
         .default('duckdb')
-        .describe('Hot-store engine (PostgreSQL arrives with scale-out).'),
-      path: z.string().optional().describe('DuckDB file; default `<dataDir>/canopy.duckdb`.'),
+        .describe(
+          'Hot-store engine: a DuckDB file held by this process, or PostgreSQL (several Canopy processes share it; COPY writes, day partitions).',
+        ),
+      path: z
+        .string()
+        .optional()
+        .describe('DuckDB file (kind duckdb); default `<dataDir>/canopy.duckdb`.'),
+      postgres: postgresConnection(
+        'canopy_hot',
+        'Schema of the hot-store tables (created if missing) when kind is postgres.',
+      ),
       retentionHours: z
         .number()
         .positive()
@@ -519,6 +663,47 @@ export const configSchema = z.strictObject({
         ),
     })
     .prefault({}),
+  imputation: z
+    .strictObject({
+      enabled: z
+        .boolean()
+        .default(true)
+        .describe(
+          'Run the `daily-imputation` workflow (needs `workflows.enabled`): fill yesterday’s missing values with a trained model and write them back.',
+        ),
+      cron: z.string().default('0 2 * * *').describe('When it runs, in `workflows.timezone`.'),
+      deadlineMs: positiveMs.default(2 * 3_600_000),
+      model: z
+        .enum(['forest', 'linear', 'locf', 'mean'])
+        .default('forest')
+        .describe(
+          'Model kind trained per sensor; `forest` falls back to `linear` for a sensor with too little history.',
+        ),
+      maxGapMs: positiveMs
+        .default(6 * 3_600_000)
+        .describe('Gaps longer than this are not filled: their readings stay missing.'),
+      trainingDays: z
+        .number()
+        .int()
+        .min(1)
+        .max(90)
+        .default(14)
+        .describe('Days of silver history (ending with the run’s date) a model is trained on.'),
+      retrainDays: z
+        .number()
+        .positive()
+        .default(7)
+        .describe(
+          'A sensor’s model older than this, or trained on a different set of co-located sensors, is retrained.',
+        ),
+      maxTrainingRows: z.number().int().min(10).default(4_000),
+      predictionTimeoutMs: positiveMs
+        .default(30 * 60_000)
+        .describe(
+          'The prediction step (a worker thread) must call back within this; it is then retried.',
+        ),
+    })
+    .prefault({}),
   landing: z
     .strictObject({
       enabled: z
@@ -623,3 +808,4 @@ export type NotifierConfig = z.output<typeof notifier>;
 export type AlertRouteConfig = z.output<typeof alertRoute>;
 export type MetaConfig = CanopyConfig['meta'];
 export type WorkflowsConfig = CanopyConfig['workflows'];
+export type BusConfig = CanopyConfig['bus'];

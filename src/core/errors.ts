@@ -64,6 +64,21 @@ export const ERROR_CODES = {
     status: 500,
     summary: 'An unexpected failure inside Canopy; the log has the detail. Please report it.',
   },
+  CANOPY_AUTH_REQUIRED: {
+    status: 401,
+    summary:
+      'The request carries no credentials, or credentials Canopy does not accept: an unknown, revoked or expired API key (`Authorization: Bearer <key>` or `X-Api-Key`), an expired or ended session, or a wrong username or password at login.',
+  },
+  CANOPY_AUTH_FORBIDDEN: {
+    status: 403,
+    summary:
+      'The credentials are valid but lack the scope the route needs (`ingest`, `read`, `query`, `operate` or `admin`); the message names it.',
+  },
+  CANOPY_AUTH_CONFLICT: {
+    status: 409,
+    summary:
+      'A user with that username, or an active device with that id, exists already (revoke a device before giving it new credentials).',
+  },
   CANOPY_SOURCE_START_FAILED: {
     status: 500,
     summary:
@@ -192,6 +207,15 @@ export const ERROR_CODES = {
     summary:
       'A workflow task failed (its own error, a timeout, or a callback completed with an error); the run records each attempt.',
   },
+  CANOPY_BUS_UNAVAILABLE: {
+    status: 503,
+    summary:
+      'The bus did not acknowledge a publish (broker unreachable, or no acknowledgement within `bus.publishTimeoutMs`). The message may or may not be on the bus: it is not acknowledged to its sender, whose retry the idempotency key deduplicates.',
+  },
+  CANOPY_BUS_CLOSED: {
+    status: 503,
+    summary: 'The bus is closing or closed; nothing more is published or consumed.',
+  },
   CANOPY_SIMULATOR_TARGET_FAILED: {
     status: 502,
     summary: 'The simulator could not deliver to its target (broker or API down).',
@@ -205,6 +229,11 @@ export const ERROR_CODES = {
     status: 500,
     summary:
       'A stored imputation model is not a model this version can read (bad JSON, unknown format or kind).',
+  },
+  CANOPY_IMPUTATION_FAILED: {
+    status: 500,
+    summary:
+      'The imputation worker thread failed (training or prediction); the workflow task fails and is retried.',
   },
 } as const satisfies Record<string, ErrorSpec>;
 
@@ -257,6 +286,8 @@ export const REJECT_REASONS = {
   STRING_TOO_LONG: 'A string field is longer than `ingest.maxStringLength`.',
   POLL_HTTP_ERROR: 'A polled endpoint answered with an HTTP error status.',
   POLL_FAILED: 'A polled endpoint could not be reached or timed out after all retries.',
+  BUS_MESSAGE_UNREADABLE:
+    'A message on the bus is not in a wire format this version reads (unknown version, broken header); its raw bytes are kept, base64-encoded.',
 } as const;
 
 export type RejectReason = keyof typeof REJECT_REASONS;

@@ -50,6 +50,17 @@ export function decodePlants(
   for (let i = 0; i < records.length; i++) decodePlant(records[i], i, location, out);
 }
 
+/**
+ * A plant record's `plant_id` as the id its sensors are named after
+ * (`plant-<id>`): a non-negative integer or a sensor-id string; undefined
+ * for anything else (which the decoder rejects).
+ */
+export function plantIdOf(id: unknown): string | undefined {
+  if (typeof id === 'number' && Number.isSafeInteger(id) && id >= 0) return String(id);
+  if (typeof id === 'string' && isValidSensorId(id)) return id;
+  return undefined;
+}
+
 function decodePlant(plant: unknown, index: number, location: string, out: DecodeResult): void {
   if (typeof plant !== 'object' || plant === null || Array.isArray(plant)) {
     // Validation turns this into NOT_AN_OBJECT with the usual message.
@@ -59,22 +70,17 @@ function decodePlant(plant: unknown, index: number, location: string, out: Decod
   const p = plant as Record<string, unknown>;
   const raw = JSON.stringify(plant);
   const id = p.plant_id;
-  let plantId: string;
-  if (typeof id === 'number' && Number.isSafeInteger(id) && id >= 0) {
-    plantId = String(id);
-  } else if (typeof id === 'string' && isValidSensorId(id)) {
-    plantId = id;
-  } else if (id === undefined || id === null) {
-    out.rejections.push(rejection('MISSING_SENSOR_ID', 'plant record has no plant_id', raw, index));
-    return;
-  } else {
+  const plantId = plantIdOf(id);
+  if (plantId === undefined) {
     out.rejections.push(
-      rejection(
-        'INVALID_SENSOR_ID',
-        `plant_id must be a non-negative integer or a string of ${SENSOR_ID_ALPHABET}, got ${typeName(id)}: ${show(id)}`,
-        raw,
-        index,
-      ),
+      id === undefined || id === null
+        ? rejection('MISSING_SENSOR_ID', 'plant record has no plant_id', raw, index)
+        : rejection(
+            'INVALID_SENSOR_ID',
+            `plant_id must be a non-negative integer or a string of ${SENSOR_ID_ALPHABET}, got ${typeName(id)}: ${show(id)}`,
+            raw,
+            index,
+          ),
     );
     return;
   }

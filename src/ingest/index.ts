@@ -7,7 +7,7 @@
  */
 export { AIR_QUALITY_UCI_MAPPING } from './air-quality.js';
 export { decode } from './decode.js';
-export { DEFAULT_PLANTS_LOCATION } from './decode-plants.js';
+export { DEFAULT_PLANTS_LOCATION, plantIdOf } from './decode-plants.js';
 export { detectFormat } from './detect.js';
 export {
   BUILT_IN_WIDE_CSV_MAPPINGS,

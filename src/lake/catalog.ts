@@ -43,7 +43,8 @@ export interface CatalogTable {
 
 function splitKey(key: string): { table: string; partition: string } {
   const parts = key.split('/');
-  const layerDepth = parts[0] === 'deadletter' ? 1 : 2;
+  // Layers that are one table each: `deadletter/date=…`, `imputations/date=…`.
+  const layerDepth = parts[0] === 'deadletter' || parts[0] === 'imputations' ? 1 : 2;
   return {
     table: parts.slice(0, layerDepth).join('/'),
     partition: parts.slice(layerDepth, -1).join('/'),

@@ -10,6 +10,7 @@ export {
   SILVER_READINGS_PREFIX,
   ANOMALIES_READINGS_PREFIX,
   SILVER_PIPELINE_VERSION,
+  IMPUTATIONS_PREFIX,
   type SilverJobOptions,
   type SilverDateReport,
 } from './silver-job.js';

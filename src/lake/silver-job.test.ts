@@ -9,7 +9,12 @@ import { silentLogger } from '../observability/logger.js';
 import { DuckDbHotStore, LocalObjectStore } from '../storage/index.js';
 import { runBronzeExport } from './bronze-export.js';
 import { runGoldJob } from './gold-job.js';
-import { dirtySilverDates, runSilverJob, type SilverJobOptions } from './silver-job.js';
+import {
+  dirtySilverDates,
+  runSilverJob,
+  SILVER_PIPELINE_VERSION,
+  type SilverJobOptions,
+} from './silver-job.js';
 import { newReading } from '../../test/helpers/readings.js';
 
 const DAY1 = Date.UTC(2026, 10, 20);
@@ -229,7 +234,7 @@ describe('silver job', () => {
         lineage.every(
           ([file, version]) =>
             String(file).startsWith('bronze/readings/date=2026-11-20/hour=') &&
-            version === 'silver-1',
+            version === SILVER_PIPELINE_VERSION,
         ),
       ).toBe(true);
       const flagged = Number(

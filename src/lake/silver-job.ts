@@ -4,10 +4,11 @@
  *
  * Change detection needs no clock and no extra database: each silver
  * partition keeps a manifest (`silver/readings/date=D/_manifest.json`) of
- * the bronze objects it was built from — keys and etags of date D and of
- * D − 1, whose values seed the z-score history. A date is dirty when that
- * set differs from what bronze holds now: new files (late data), rewritten
- * files, or no silver yet. The manifest is written last, so a run that dies
+ * the objects it was built from — keys and etags of the bronze of date D and
+ * of D − 1, whose values seed the z-score history, and of the imputed values
+ * of D (`imputations/date=D/`). A date is dirty when that set differs from
+ * what the lake holds now: new files (late data, a new imputation run),
+ * rewritten files, or no silver yet. The manifest is written last, so a run that dies
  * half-way leaves the date dirty and the next run redoes it; every output is
  * a whole-object replace, so a rerun never duplicates.
  */
@@ -27,7 +28,9 @@ import {
 export const SILVER_READINGS_PREFIX = 'silver/readings/';
 export const ANOMALIES_READINGS_PREFIX = 'anomalies/readings/';
 /** Bumped when the silver rules change, so lineage says which rules made a row. */
-export const SILVER_PIPELINE_VERSION = 'silver-1';
+export const SILVER_PIPELINE_VERSION = 'silver-2';
+/** Imputed values by event date, written by the imputation workflow (src/imputation). */
+export const IMPUTATIONS_PREFIX = 'imputations/';
 
 export interface SilverJobOptions {
   lake: ObjectStore;
@@ -50,13 +53,14 @@ export interface SilverDateReport {
   anomalies: number;
   duplicatesDropped: number;
   missing: number;
+  imputed: number;
 }
 
 interface Manifest {
   pipeline_version: string;
   built_at: string;
   rows: number;
-  /** Bronze key → etag of every input object. */
+  /** Key → etag of every input object (bronze, imputations). */
   inputs: Record<string, string>;
 }
 
@@ -89,12 +93,13 @@ async function localFiles(
   return { files, root };
 }
 
-/** The dates whose bronze input differs from their silver manifest. */
+/** The dates whose input differs from their silver manifest. */
 export async function dirtySilverDates(lake: ObjectStore): Promise<string[]> {
   const byDate = await bronzeByDate(lake);
+  const imputations = await imputationsByDate(lake);
   const dirty: string[] = [];
   for (const date of [...byDate.keys()].sort()) {
-    const inputs = inputsFor(byDate, date);
+    const inputs = inputKeys(inputsFor(byDate, imputations, date));
     const manifest = await readManifest(lake, date);
     if (
       !manifest ||
@@ -107,8 +112,19 @@ export async function dirtySilverDates(lake: ObjectStore): Promise<string[]> {
 }
 
 async function bronzeByDate(lake: ObjectStore): Promise<Map<string, ObjectInfo[]>> {
+  return parquetByDate(lake, BRONZE_READINGS_PREFIX);
+}
+
+async function imputationsByDate(lake: ObjectStore): Promise<Map<string, ObjectInfo[]>> {
+  return parquetByDate(lake, IMPUTATIONS_PREFIX);
+}
+
+async function parquetByDate(
+  lake: ObjectStore,
+  prefix: string,
+): Promise<Map<string, ObjectInfo[]>> {
   const byDate = new Map<string, ObjectInfo[]>();
-  for (const object of await lake.list(BRONZE_READINGS_PREFIX)) {
+  for (const object of await lake.list(prefix)) {
     const date = dateOf(object.key);
     if (!date || !object.key.endsWith('.parquet')) continue;
     const list = byDate.get(date) ?? [];
@@ -118,9 +134,24 @@ async function bronzeByDate(lake: ObjectStore): Promise<Map<string, ObjectInfo[]
   return byDate;
 }
 
-function inputsFor(byDate: Map<string, ObjectInfo[]>, date: string): Record<string, string> {
-  const objects = [...(byDate.get(previousEventDate(date)) ?? []), ...(byDate.get(date) ?? [])];
-  return Object.fromEntries(objects.map((o) => [o.key, o.etag]));
+interface SilverInputs {
+  bronze: ObjectInfo[];
+  imputations: ObjectInfo[];
+}
+
+function inputsFor(
+  bronze: Map<string, ObjectInfo[]>,
+  imputations: Map<string, ObjectInfo[]>,
+  date: string,
+): SilverInputs {
+  return {
+    bronze: [...(bronze.get(previousEventDate(date)) ?? []), ...(bronze.get(date) ?? [])],
+    imputations: imputations.get(date) ?? [],
+  };
+}
+
+function inputKeys(inputs: SilverInputs): Record<string, string> {
+  return Object.fromEntries([...inputs.bronze, ...inputs.imputations].map((o) => [o.key, o.etag]));
 }
 
 async function readManifest(lake: ObjectStore, date: string): Promise<Manifest | undefined> {
@@ -131,6 +162,7 @@ async function readManifest(lake: ObjectStore, date: string): Promise<Manifest |
 export async function runSilverJob(options: SilverJobOptions): Promise<SilverDateReport[]> {
   const { lake, logger } = options;
   const byDate = await bronzeByDate(lake);
+  const imputations = await imputationsByDate(lake);
   const dirty = new Set(
     options.dates ? requireDates(options.dates, byDate, 'bronze') : await dirtySilverDates(lake),
   );
@@ -142,12 +174,10 @@ export async function runSilverJob(options: SilverJobOptions): Promise<SilverDat
   try {
     await withLakeEngine(async (conn) => {
       for (const date of [...dirty].sort()) {
-        const inputs = inputsFor(byDate, date);
-        const objects = [
-          ...(byDate.get(previousEventDate(date)) ?? []),
-          ...(byDate.get(date) ?? []),
-        ];
-        const { files, root } = await localFiles(lake, objects, path.join(work, 'cache'));
+        const inputs = inputsFor(byDate, imputations, date);
+        const cache = path.join(work, 'cache');
+        const { files, root } = await localFiles(lake, inputs.bronze, cache);
+        const imputationFiles = (await localFiles(lake, inputs.imputations, cache)).files;
         const outDir = path.join(work, date);
         const processingTime = options.clock.now();
         const built = await buildSilverPartition({
@@ -161,6 +191,7 @@ export async function runSilverJob(options: SilverJobOptions): Promise<SilverDat
           processingTime,
           outDir,
           lineageRoot: root,
+          imputationFiles,
         });
         await lake.putFile(
           `${ANOMALIES_READINGS_PREFIX}date=${date}/part-0.parquet`,
@@ -174,7 +205,7 @@ export async function runSilverJob(options: SilverJobOptions): Promise<SilverDat
           pipeline_version: SILVER_PIPELINE_VERSION,
           built_at: new Date(processingTime).toISOString(),
           rows: built.rows,
-          inputs,
+          inputs: inputKeys(inputs),
         };
         await lake.put(manifestKey(date), JSON.stringify(manifest, null, 2));
         const report = {
@@ -183,6 +214,7 @@ export async function runSilverJob(options: SilverJobOptions): Promise<SilverDat
           anomalies: built.anomalies,
           duplicatesDropped: built.duplicatesDropped,
           missing: built.missing,
+          imputed: built.imputed,
         };
         logger.info(report, 'silver partition built');
         reports.push(report);

@@ -28,6 +28,7 @@ const PARTITION_TYPES: Record<string, string | undefined> = {
   'gold/location_hourly': "{'date': DATE}",
   'gold/daily_summary': "{'date': DATE}",
   'gold/device_summary': undefined,
+  imputations: "{'date': DATE}",
 };
 
 /**
@@ -60,6 +61,8 @@ export function canopyLakeViews(lakeRoot: string): Record<string, string> {
     gold_location_hourly: parquet(lakeRoot, 'gold/location_hourly'),
     gold_daily_summary: parquet(lakeRoot, 'gold/daily_summary'),
     gold_device_summary: parquet(lakeRoot, 'gold/device_summary'),
+    /** Values the imputation workflow predicted, one file per date and run. */
+    imputations: parquet(lakeRoot, 'imputations'),
     dead_letters: `SELECT * FROM read_json(${sqlString(deadLetterGlob)}, format = 'newline_delimited', hive_partitioning = true, hive_types = {'date': DATE}, union_by_name = true)`,
   };
 }

@@ -55,7 +55,7 @@ export async function loadModel(
 ): Promise<{ model: ImputationModel; meta: ModelMetadata }> {
   let chosen = version;
   if (chosen === undefined) {
-    const versions = (await listModels(store)).filter((m) => m.name === name);
+    const versions = await listModels(store, name);
     if (versions.length === 0) {
       throw new CanopyError('CANOPY_LAKE_NOT_FOUND', `no model named "${name}" in the lake`);
     }
@@ -72,14 +72,15 @@ export interface StoredModelInfo extends ModelMetadata {
 }
 
 /**
- * Every model version in the lake with its metadata, sorted by name then
- * trainedAt. An object under models/ that is not a readable model is
+ * Every model version in the lake (or, with `name`, of that model) with its
+ * metadata, sorted by name then trainedAt. An object under models/ that is not a readable model is
  * reported as CANOPY_IMPUTATION_MODEL_INVALID (a model the caller cannot
  * trust should not be skipped silently); one deleted meanwhile is skipped.
  */
-export async function listModels(store: ObjectStore): Promise<StoredModelInfo[]> {
+export async function listModels(store: ObjectStore, name?: string): Promise<StoredModelInfo[]> {
   const infos: StoredModelInfo[] = [];
-  for (const object of await store.list(MODELS_PREFIX)) {
+  const prefix = name === undefined ? MODELS_PREFIX : `${MODELS_PREFIX}${name}/`;
+  for (const object of await store.list(prefix)) {
     if (!object.key.endsWith('.json')) continue;
     let body: Buffer;
     try {

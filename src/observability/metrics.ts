@@ -203,6 +203,25 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly liveClients = new Gauge({
+    name: 'canopy_live_clients',
+    help: 'Dashboard clients connected to the live event stream (`GET /api/live`).',
+    registers: [this.registry],
+  });
+
+  readonly liveClientsDropped = new Counter({
+    name: 'canopy_live_clients_dropped_total',
+    help: 'Live-stream clients disconnected for falling more than 1 MiB behind (slow network or a stalled tab); they reconnect by themselves.',
+    registers: [this.registry],
+  });
+
+  readonly authFailures = new Counter({
+    name: 'canopy_auth_failures_total',
+    help: 'Requests and connections refused by authentication, by credential (none, api_key, session, password, mqtt) and reason (missing, invalid, forbidden). A rising `invalid` count is someone guessing.',
+    labelNames: ['credential', 'reason'] as const,
+    registers: [this.registry],
+  });
+
   readonly lakeFiles = new Gauge({
     name: 'canopy_lake_files',
     help: 'Data files (Parquet, JSON lines) in the lake, by layer (bronze, silver, gold, anomalies, deadletter; any other top-level folder as `other`), from the lake catalogue; refreshed at most once a minute at scrape time.',
@@ -334,6 +353,20 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly imputationValues = new Counter({
+    name: 'canopy_imputation_values_total',
+    help: 'Missing values the imputation workflow handled, by result: filled (written back) or left_missing (gap longer than the maximum, or no model).',
+    labelNames: ['result'] as const,
+    registers: [this.registry],
+  });
+
+  readonly imputationModelsTrained = new Counter({
+    name: 'canopy_imputation_models_trained_total',
+    help: 'Imputation models trained and stored in the lake, by kind (forest, or a baseline when history is too short).',
+    labelNames: ['kind'] as const,
+    registers: [this.registry],
+  });
+
   readonly workflowRunsActive = new Gauge({
     name: 'canopy_workflow_runs_active',
     help: 'Unfinished workflow runs driven by this instance, by workflow and state (running, waiting).',
@@ -348,6 +381,64 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly busPublished = new Counter({
+    name: 'canopy_bus_published_total',
+    help: 'Messages the bus durably accepted (publish acknowledged by the broker; for `in-process`, queued), by adapter (in-process, nats, kafka).',
+    labelNames: ['adapter'] as const,
+    registers: [this.registry],
+  });
+
+  readonly busPublishDuration = new Histogram({
+    name: 'canopy_bus_publish_duration_seconds',
+    help: 'Time from a publish call to the bus accepting all its messages (broker acknowledgement, or room in the in-process queue), by adapter.',
+    labelNames: ['adapter'] as const,
+    buckets: [0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5],
+    registers: [this.registry],
+  });
+
+  readonly busDelivered = new Counter({
+    name: 'canopy_bus_delivered_total',
+    help: 'Messages handed to a bus consumer’s handler, each attempt counted, by adapter.',
+    labelNames: ['adapter'] as const,
+    registers: [this.registry],
+  });
+
+  readonly busRedelivered = new Counter({
+    name: 'canopy_bus_redelivered_total',
+    help: 'Deliveries that were not a message’s first (after a handler failure or a consumer crash), by adapter; included in canopy_bus_delivered_total.',
+    labelNames: ['adapter'] as const,
+    registers: [this.registry],
+  });
+
+  readonly busGivenUp = new Counter({
+    name: 'canopy_bus_given_up_total',
+    help: 'Messages acknowledged without being handled because their deliveries reached `bus.maxDeliver` (logged with their keys), by adapter.',
+    labelNames: ['adapter'] as const,
+    registers: [this.registry],
+  });
+
+  /** Samplers of the lag gauge, by adapter label; set by each open bus, read at scrape time. */
+  private readonly busLagSamplers = new Map<string, () => Promise<number>>();
+
+  readonly busLag = new Gauge({
+    name: 'canopy_bus_lag_messages',
+    help: 'Messages on the bus not yet acknowledged by the consumer group (waiting and in flight), by adapter; sampled at scrape time. Absent while the bus cannot be asked.',
+    labelNames: ['adapter'] as const,
+    registers: [this.registry],
+    collect: async () => {
+      await Promise.all(
+        [...this.busLagSamplers].map(async ([adapter, sample]) => {
+          try {
+            this.busLag.set({ adapter }, await sample());
+          } catch {
+            // No stale figure for a bus that cannot answer; /readyz says why.
+            this.busLag.remove({ adapter });
+          }
+        }),
+      );
+    },
+  });
+
   constructor(options: MetricsOptions = {}) {
     this.recording = options.recording ?? true;
     if (!this.recording) {
@@ -357,6 +448,16 @@ export class Metrics {
     }
     if (options.defaultMetrics ?? true)
       collectDefaultMetrics({ register: this.registry, prefix: 'canopy_' });
+  }
+
+  /** Samples `canopy_bus_lag_messages{adapter}` from `sample` at each scrape; the returned function stops it. */
+  sampleBusLag(adapter: string, sample: () => Promise<number>): () => void {
+    this.busLagSamplers.set(adapter, sample);
+    return () => {
+      if (this.busLagSamplers.get(adapter) !== sample) return;
+      this.busLagSamplers.delete(adapter);
+      this.busLag.remove({ adapter });
+    };
   }
 
   /**

@@ -6,6 +6,8 @@
  * "not ready" rather than hanging the probe.
  */
 
+import type { Bus } from '../core/bus.js';
+
 export interface ReadinessCheck {
   /** e.g. `hot-store`, `lake`, `mqtt-client`. */
   name: string;
@@ -47,4 +49,12 @@ export async function checkReadiness(
 ): Promise<{ ready: boolean; checks: ReadinessResult[] }> {
   const results = await Promise.all(checks.map((c) => runCheck(c, timeoutMs)));
   return { ready: results.every((r) => r.ok), checks: results };
+}
+
+/**
+ * The bus check (for a NATS or Kafka bus; the in-process bus is always
+ * there): the broker answers and the stream and consumer, or the topic, exist.
+ */
+export function busReadiness(bus: Bus): ReadinessCheck {
+  return { name: 'bus', probe: () => bus.ping() };
 }

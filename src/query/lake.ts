@@ -18,6 +18,7 @@ const VIEW_PREFIXES = [
   'anomalies/readings/',
   'gold/',
   'deadletter/',
+  'imputations/',
 ];
 
 export interface LakeQueries {

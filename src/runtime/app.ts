@@ -18,6 +18,9 @@ import type { ObjectStore } from '../core/object-store.js';
 import type { HotStore } from '../core/store.js';
 import type { CanopyConfig } from '../config/schema.js';
 import { buildApi } from '../api/server.js';
+import { LiveFeed } from '../api/live.js';
+import { resolveAuthMode } from '../auth/mode.js';
+import { AuthService } from '../auth/service.js';
 import { openLakeQueries } from '../query/index.js';
 import { buildCatalog, lakeCacheDir, QualityHistory } from '../lake/index.js';
 import type { DiskVolume } from '../observability/disk-gauges.js';
@@ -28,6 +31,7 @@ import { EmbeddedMqttBroker } from '../sources/mqtt-broker.js';
 import { MqttClientSource } from '../sources/mqtt-client.js';
 import { HttpPollSource } from '../sources/http-poll.js';
 import { FileDropSource } from '../sources/file-drop.js';
+import { PlantDirectory } from '../sources/plant-directory.js';
 import { BUILT_IN_WIDE_CSV_MAPPINGS } from '../ingest/index.js';
 import { createNotifiers, type Notifier } from '../alerts/index.js';
 import type { MetaStore } from '../core/meta.js';
@@ -35,12 +39,14 @@ import {
   createObjectStore,
   DuckDbHotStore,
   LocalObjectStore,
+  PostgresHotStore,
   openMetaStore,
 } from '../storage/index.js';
 import { startAlerting, type Alerting } from './alerting.js';
 import { startHousekeeping, type Housekeeping, type RetentionPurge } from './housekeeping.js';
 import { startWorkflows, type Workflows } from './workflows.js';
 import { housekeepingIsWorkflow } from '../workflows/platform.js';
+import { startBus } from './bus.js';
 import { createPipeline, type IngestPipeline } from './pipeline.js';
 import { startSimulation } from './simulation.js';
 
@@ -94,13 +100,35 @@ async function closeNotifiers(notifiers: ReadonlyMap<string, Notifier>): Promise
 /** A key no one writes: its HEAD answers "absent" from a reachable lake and throws otherwise. */
 const LAKE_READINESS_KEY = '_canopy/readyz';
 
-/** Opens the configured hot store (creating the data folder). */
-export async function openStore(config: CanopyConfig, logger: Logger): Promise<HotStore> {
+/**
+ * Opens the configured hot store (creating the data folder). A PostgreSQL
+ * password left unset falls back to libpq's `PGPASSWORD`, which `pg` reads.
+ */
+export async function openStore(
+  config: CanopyConfig,
+  logger: Logger,
+  clock: Clock = systemClock,
+): Promise<HotStore> {
   mkdirSync(config.dataDir, { recursive: true });
-  const store = new DuckDbHotStore({
-    path: config.store.path ?? path.join(config.dataDir, 'canopy.duckdb'),
-    logger: logger.child({ component: 'store' }),
-  });
+  const storeLogger = logger.child({ component: 'store' });
+  const pg = config.store.postgres;
+  const store =
+    config.store.kind === 'postgres'
+      ? new PostgresHotStore({
+          connectionString: pg.url,
+          host: pg.host,
+          port: pg.port,
+          user: pg.user,
+          password: pg.password,
+          database: pg.database,
+          schema: pg.schema,
+          logger: storeLogger,
+          clock,
+        })
+      : new DuckDbHotStore({
+          path: config.store.path ?? path.join(config.dataDir, 'canopy.duckdb'),
+          logger: storeLogger,
+        });
   await store.open();
   return store;
 }
@@ -141,14 +169,22 @@ export async function startCanopy(config: CanopyConfig, options: StartOptions): 
     }
   };
 
-  try {
-    const store = await openStore(config, logger);
-    stops.push(() => store.close());
-    readiness.push({ name: 'hot-store', probe: () => store.countReadings().then(() => undefined) });
+  // Before anything opens: a listener beyond loopback with auth.mode unset refuses to start.
+  const auth = resolveAuthMode(config);
+  if (auth.warning !== undefined) logger.warn(auth.warning);
 
-    // Alerts and workflow runs share one metadata store, closed last.
+  try {
+    const store = await openStore(config, logger, clock);
+    stops.push(() => store.close());
+    // A one-row read: count(*) would scan the whole hot window on PostgreSQL at every probe.
+    readiness.push({
+      name: 'hot-store',
+      probe: () => store.getExportWatermark().then(() => undefined),
+    });
+
+    // Alerts, workflow runs and credentials share one metadata store, closed last.
     let meta: MetaStore | null = null;
-    if (config.alerting.enabled || config.workflows.enabled) {
+    if (config.alerting.enabled || config.workflows.enabled || auth.mode === 'required') {
       const opened = openMetaStore(
         config.meta,
         config.dataDir,
@@ -163,12 +199,25 @@ export async function startCanopy(config: CanopyConfig, options: StartOptions): 
       meta = opened;
     }
     const notifiers = createNotifiers(config.alerting.notifiers, { logger });
+    const authService =
+      meta === null
+        ? null
+        : new AuthService({
+            store: meta,
+            clock,
+            sessionTtlMs: config.auth.sessionTtlMs,
+            logger,
+          });
 
     // Stopped after the pipeline drains (stops run in reverse), so the last commits are evaluated.
     let alerting: Alerting | null = null;
     stops.push(() => alerting?.stop() ?? closeNotifiers(notifiers));
     const pipeline = await createPipeline(config, store, { clock, metrics, logger });
     stops.push(() => pipeline.drain());
+    // With a NATS or Kafka bus, sources publish to it and a consumer feeds the pipeline.
+    const sink =
+      (await startBus(config, { pipeline, clock, metrics, logger, readiness, stops }))?.sink ??
+      pipeline;
 
     const lake = createObjectStore(config.lake, config.dataDir);
     stops.push(() => Promise.resolve(lake.close()));
@@ -194,9 +243,26 @@ export async function startCanopy(config: CanopyConfig, options: StartOptions): 
       );
     }
 
+    // The dashboard's live stream, told of every commit and every stored alert change.
+    const alertService = alerting?.service;
+    const live = new LiveFeed({
+      clock,
+      store,
+      metrics,
+      logger: logger.child({ component: 'api' }),
+      ...(alertService === undefined ? {} : { activeAlerts: () => alertService.activeAlerts() }),
+    });
+    pipeline.onCommit((readings) => live.readingsCommitted(readings));
+    alertService?.onChange((alerts) => live.alertsChanged(alerts));
+
     const retention: RetentionPurge[] = [];
     if (meta !== null) {
       const metaStore = meta;
+      retention.push({
+        name: 'expired sessions',
+        olderThanMs: 0,
+        purge: (before) => metaStore.purgeSessions(before),
+      });
       if (config.alerting.enabled)
         retention.push({
           name: 'resolved alerts',
@@ -261,8 +327,16 @@ export async function startCanopy(config: CanopyConfig, options: StartOptions): 
       stops.push(() => running.stop());
     }
 
+    // Set once the broker starts: revoking a device through the API disconnects it.
+    let broker: EmbeddedMqttBroker | null = null;
+    // Saved after the polling sources stop (stops run in reverse).
+    const plants = await PlantDirectory.open({
+      file: path.join(config.dataDir, 'plants.json'),
+      logger: logger.child({ component: 'poll' }),
+    });
+    stops.push(() => plants.close());
     const api = buildApi({
-      sink: pipeline,
+      sink,
       store,
       queries,
       catalog: () => buildCatalog(lake, { cacheDir }),
@@ -274,6 +348,23 @@ export async function startCanopy(config: CanopyConfig, options: StartOptions): 
       maxPayloadBytes: config.ingest.maxPayloadBytes,
       readiness,
       diskVolumes: diskVolumes(config),
+      dashboard: {
+        live,
+        clock,
+        hotWindowMs: config.store.retentionHours * 3_600_000,
+        plants,
+        ...(config.http.dashboardDir === undefined
+          ? {}
+          : { webDist: path.resolve(config.http.dashboardDir) }),
+      },
+      auth: {
+        mode: auth.mode,
+        service: authService,
+        publicMetrics: config.auth.publicMetrics,
+        secureCookies: config.auth.secureCookies,
+        metrics,
+        onDeviceRevoked: (id) => broker?.disconnectDevice(id),
+      },
     });
     let httpPort: number | null = null;
     if (config.http.enabled) {
@@ -285,17 +376,20 @@ export async function startCanopy(config: CanopyConfig, options: StartOptions): 
 
     let mqttPort: number | null = null;
     if (config.mqtt.embedded.enabled) {
-      const broker = new EmbeddedMqttBroker({
+      const started = new EmbeddedMqttBroker({
         ...config.mqtt.embedded,
-        sink: pipeline,
+        sink,
         logger: logger.child({ component: 'mqtt-broker' }),
+        ...(auth.mode === 'required' && authService !== null ? { auth: authService } : {}),
+        metrics,
       });
-      stops.push(() => broker.stop());
-      mqttPort = await broker.start();
+      broker = started;
+      stops.push(() => started.stop());
+      mqttPort = await started.start();
       readiness.push({
         name: 'mqtt-broker',
         probe: () =>
-          broker.listening
+          started.listening
             ? Promise.resolve()
             : Promise.reject(new Error('the embedded MQTT broker is not listening')),
       });
@@ -303,7 +397,7 @@ export async function startCanopy(config: CanopyConfig, options: StartOptions): 
     if (config.mqtt.client.enabled) {
       const client = new MqttClientSource({
         ...config.mqtt.client,
-        sink: pipeline,
+        sink,
         logger: logger.child({ component: 'mqtt-client' }),
       });
       stops.push(() => client.stop());
@@ -319,7 +413,8 @@ export async function startCanopy(config: CanopyConfig, options: StartOptions): 
     const startPoll = (poll: CanopyConfig['poll'][number]): void => {
       const source = new HttpPollSource({
         ...poll,
-        sink: pipeline,
+        // Plant records also carry names, watering and botanists: the directory keeps those.
+        sink: poll.format === 'plants' ? plants.observe(sink) : sink,
         metrics,
         logger: logger.child({ component: 'poll', source: poll.name }),
       });
@@ -333,7 +428,7 @@ export async function startCanopy(config: CanopyConfig, options: StartOptions): 
       if (area.store !== lake) stops.push(() => Promise.resolve(area.store.close()));
       const landing = new FileDropSource({
         ...area,
-        sink: pipeline,
+        sink,
         clock,
         metrics,
         logger: logger.child({ component: 'landing' }),
@@ -352,6 +447,8 @@ export async function startCanopy(config: CanopyConfig, options: StartOptions): 
       const simulation = await startSimulation(config, {
         httpPort,
         mqttPort,
+        // With authentication on, the built-in fleet gets credentials that live only in this process.
+        ...(auth.mode === 'required' && authService !== null ? { credentials: authService } : {}),
         clock,
         logger: logger.child({ component: 'simulator' }),
         startPoll,

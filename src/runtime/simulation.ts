@@ -4,6 +4,7 @@
  * plants API with a polling source pointed at it — the conservatory
  * reference system in miniature.
  */
+import type { Scope } from '../core/auth.js';
 import type { Clock } from '../core/clock.js';
 import { CanopyError } from '../core/errors.js';
 import type { CanopyConfig, PollSourceConfig } from '../config/schema.js';
@@ -23,23 +24,42 @@ export async function startSimulation(
     logger: Logger;
     /** Starts a polling source in the app, which also owns stopping it. */
     startPoll: (poll: PollSourceConfig) => void;
+    /** With authentication on: makes the fleet's process-lifetime credentials. */
+    credentials?: {
+      ephemeralDevice(id: string, topics: readonly string[]): string;
+      ephemeralApiKey(name: string, scopes: readonly Scope[]): string;
+    };
   },
 ): Promise<Simulation> {
   const sim = config.simulator;
   let target: SimulatorTarget;
   if (sim.target === 'mqtt' && deps.mqttPort !== null) {
+    const clientId = 'canopy-simulator';
     target = {
       kind: 'mqtt',
       url: `mqtt://127.0.0.1:${deps.mqttPort}`,
       topic: 'iot/data',
       qos: 1,
-      clientId: 'canopy-simulator',
+      clientId,
+      ...(deps.credentials === undefined
+        ? {}
+        : {
+            username: clientId,
+            password: deps.credentials.ephemeralDevice(clientId, ['iot/data']),
+          }),
     };
   } else if (sim.target === 'http' && deps.httpPort !== null) {
     target = {
       kind: 'http',
       url: `http://127.0.0.1:${deps.httpPort}/api/data`,
       batchSize: Math.max(1, Math.round(sim.ratePerSecond / 10)),
+      ...(deps.credentials === undefined
+        ? {}
+        : {
+            headers: {
+              authorization: `Bearer ${deps.credentials.ephemeralApiKey('simulator', ['ingest'])}`,
+            },
+          }),
     };
   } else {
     throw new CanopyError(

@@ -19,6 +19,12 @@ import type { Metrics } from '../observability/metrics.js';
 import type { LakeQueries } from '../query/index.js';
 import { LakeJobs } from '../workflows/jobs.js';
 import { platformWorkflows } from '../workflows/platform.js';
+import {
+  IMPUTATION_WORKFLOW,
+  imputationWorkflow,
+  resumePredictions,
+  type ImputationDeps,
+} from '../imputation/workflow.js';
 import { nextSlot, slotsBetween, WorkflowRunner } from '../workflows/index.js';
 import type { Housekeeping } from './housekeeping.js';
 
@@ -53,10 +59,24 @@ export async function startWorkflows(deps: {
       `workflows.daily.summaryChannels names ${unknown.join(', ')}, not in alerting.notifiers (${[...deps.notifiers.keys()].join(', ')})`,
     );
 
+  const stopping = new AbortController();
+  const jobs = new LakeJobs({ config, lake: deps.lake, clock, logger });
+  const imputation: ImputationDeps = {
+    config,
+    lake: deps.lake,
+    hotStore: deps.hotStore,
+    jobs,
+    housekeeping: deps.housekeeping,
+    metrics: deps.metrics,
+    logger: logger.child({ workflow: IMPUTATION_WORKFLOW }),
+    now: () => clock.now(),
+    callbacks: {},
+    stopping: stopping.signal,
+  };
   const definitions = platformWorkflows({
     config,
     summaryChannels,
-    jobs: new LakeJobs({ config, lake: deps.lake, clock, logger }),
+    jobs,
     lake: deps.lake,
     hotStore: deps.hotStore,
     housekeeping: deps.housekeeping,
@@ -65,6 +85,7 @@ export async function startWorkflows(deps: {
     now: () => clock.now(),
     ...(deps.alerts === undefined ? {} : { alerts: deps.alerts.store }),
   });
+  if (config.imputation.enabled) definitions.push(imputationWorkflow(imputation));
   const runner = new WorkflowRunner({
     store: deps.store,
     workflows: definitions,
@@ -84,12 +105,20 @@ export async function startWorkflows(deps: {
         ...(run.error === null ? {} : { error: run.error }),
       }),
   });
+  imputation.callbacks.complete = (token, result) => runner.completeCallback(token, result);
   await runner.start();
+  if (config.imputation.enabled) {
+    const resumed = resumePredictions(imputation);
+    if (resumed > 0) logger.info({ resumed }, 'imputation predictions resumed after a restart');
+  }
 
   const byName = (name: string) => definitions.find((d) => d.name === name);
   return {
     runner,
-    stop: () => runner.stop(),
+    stop: () => {
+      stopping.abort();
+      return runner.stop();
+    },
     api: {
       store: deps.store,
       workflows: () => runner.workflows(),

@@ -9,15 +9,30 @@
  * If the store keeps failing past the patience window the client is
  * disconnected without PUBACK, so it resends after reconnecting.
  * Messages on other topics pass through the broker untouched.
+ *
+ * With `auth` (authentication required), every client must log in as a
+ * device (username = device id, its generated password) with a client id
+ * that is the device id or starts with `<device id>:` — so one device cannot
+ * take over another's session — and may publish and subscribe only within
+ * its topic filters (default `sensors/<device id>/#`). A publish outside
+ * them is refused: no PUBACK, and aedes closes the connection.
  */
 import net from 'node:net';
 import type { AddressInfo } from 'node:net';
-import { Aedes } from 'aedes';
+import { Aedes, type AuthenticateError, type AuthErrorCode, type Client } from 'aedes';
+import type { Device } from '../core/auth.js';
 import { CanopyError } from '../core/errors.js';
 import type { IngestSink } from '../core/ingest.js';
 import type { Logger } from '../observability/logger.js';
+import type { Metrics } from '../observability/metrics.js';
 import { submitPatiently } from './submit.js';
-import { topicMatches } from './topic.js';
+import { filterCovers, topicMatches } from './topic.js';
+
+/** How the broker checks device credentials (AuthService). */
+export interface DeviceAuthenticator {
+  /** The device with this username and password; undefined when unknown, wrong or revoked. */
+  authenticateDevice(username: string, password: string): Promise<Device | undefined>;
+}
 
 export interface EmbeddedBrokerOptions {
   host: string;
@@ -27,21 +42,105 @@ export interface EmbeddedBrokerOptions {
   portFallback: boolean;
   sink: IngestSink;
   logger: Logger;
+  /** Require device credentials and enforce their topic filters; absent: anyone may connect. */
+  auth?: DeviceAuthenticator;
+  /** Counts refused connections and publishes (`canopy_auth_failures_total`). */
+  metrics?: Metrics;
 }
+
+const BAD_USERNAME_OR_PASSWORD = 4 as AuthErrorCode;
+const NOT_AUTHORIZED = 5 as AuthErrorCode;
+const SERVER_UNAVAILABLE = 3 as AuthErrorCode;
 
 export class EmbeddedMqttBroker {
   private broker: Aedes | undefined;
   private server: net.Server | undefined;
   private closed = false;
+  /** The device each connected, authenticated client logged in as. */
+  private readonly devices = new Map<Client, Device>();
 
   constructor(private readonly o: EmbeddedBrokerOptions) {}
+
+  private refuse(reason: 'invalid' | 'forbidden'): void {
+    this.o.metrics?.authFailures.inc({ credential: 'mqtt', reason });
+  }
+
+  /** Requires credentials at CONNECT and keeps subscriptions inside each device's filters. */
+  private requireDevices(broker: Aedes, auth: DeviceAuthenticator): void {
+    broker.authenticate = (client, username, password, callback) => {
+      const refuse = (returnCode: AuthErrorCode, why: string): void => {
+        this.refuse('invalid');
+        this.o.logger.info({ client: client.id, username, why }, 'MQTT connection refused');
+        const err: AuthenticateError = Object.assign(new Error(why), { returnCode });
+        callback(err, false);
+      };
+      if (username === undefined || password === undefined)
+        return refuse(BAD_USERNAME_OR_PASSWORD, 'no username or password');
+      auth.authenticateDevice(username, password.toString('utf8')).then(
+        (device) => {
+          if (device === undefined)
+            return refuse(BAD_USERNAME_OR_PASSWORD, 'unknown device, wrong password or revoked');
+          if (client.id !== device.id && !client.id.startsWith(`${device.id}:`))
+            return refuse(
+              NOT_AUTHORIZED,
+              `client id must be "${device.id}" or start with "${device.id}:"`,
+            );
+          this.devices.set(client, device);
+          callback(null, true);
+        },
+        (err: unknown) => {
+          this.o.logger.warn({ err, client: client.id }, 'could not check MQTT credentials');
+          const unavailable: AuthenticateError = Object.assign(
+            new Error('credentials cannot be checked now'),
+            { returnCode: SERVER_UNAVAILABLE },
+          );
+          callback(unavailable, false);
+        },
+      );
+    };
+    broker.authorizeSubscribe = (client, subscription, callback) => {
+      const device = this.devices.get(client);
+      if (device?.topics.some((allowed) => filterCovers(allowed, subscription.topic))) {
+        return callback(null, subscription);
+      }
+      this.refuse('forbidden');
+      this.o.logger.info(
+        { client: client.id, topic: subscription.topic },
+        'MQTT subscription outside the device’s topics refused',
+      );
+      // A null subscription is refused with return code 0x80; the connection stays.
+      callback(null, null);
+    };
+    broker.on('clientDisconnect', (client) => this.devices.delete(client));
+  }
+
+  /** Ends the connections of a device (after its credentials are revoked). */
+  disconnectDevice(id: string): void {
+    for (const [client, device] of this.devices) {
+      if (device.id !== id) continue;
+      this.devices.delete(client);
+      client.close();
+    }
+  }
 
   /** Starts listening; resolves with the bound port (useful with port 0). */
   async start(): Promise<number> {
     const broker = await Aedes.createBroker();
     this.broker = broker;
+    if (this.o.auth) this.requireDevices(broker, this.o.auth);
     broker.authorizePublish = (client, packet, callback) => {
       if (packet.topic.startsWith('$SYS')) return callback(new Error('$SYS topics are reserved'));
+      if (this.o.auth) {
+        const device = client === null ? undefined : this.devices.get(client);
+        if (!device?.topics.some((allowed) => topicMatches(allowed, packet.topic))) {
+          this.refuse('forbidden');
+          this.o.logger.warn(
+            { client: client?.id, device: device?.id, topic: packet.topic },
+            'MQTT publish outside the device’s topics refused; disconnecting',
+          );
+          return callback(new Error(`not allowed to publish to ${packet.topic}`));
+        }
+      }
       if (!this.o.topics.some((filter) => topicMatches(filter, packet.topic)))
         return callback(null);
       submitPatiently(

@@ -1,8 +1,8 @@
 /**
  * Submitting with patience, for sources whose peer waits for an
- * acknowledgement (MQTT): while the pipeline is overloaded or the store is
- * failing, keep the message and retry with capped exponential backoff
- * instead of dropping it. Withholding the PUBACK is the back-pressure: the
+ * acknowledgement (MQTT): while the pipeline is overloaded, the store is
+ * failing or the bus does not acknowledge, keep the message and retry with
+ * capped exponential backoff instead of dropping it. Withholding the PUBACK is the back-pressure: the
  * client's in-flight window fills and it stops sending.
  *
  * Rejections other than overload and commit failure (bugs) are not retried.
@@ -30,7 +30,8 @@ export async function submitPatiently(
     } catch (err) {
       const retryable =
         isCanopyError(err, 'CANOPY_INGEST_OVERLOADED') ||
-        isCanopyError(err, 'CANOPY_STORE_COMMIT_FAILED');
+        isCanopyError(err, 'CANOPY_STORE_COMMIT_FAILED') ||
+        isCanopyError(err, 'CANOPY_BUS_UNAVAILABLE');
       if (!retryable || options.isClosed()) throw err;
       await new Promise((resolve) => setTimeout(resolve, delay));
       delay = Math.min(delay * 2, maxDelay);

@@ -843,18 +843,8 @@ export class DuckDbHotStore implements HotStore {
         const lastSeq = asNullableBigInt(bound?.[0] ?? null);
         if (lastSeq === null) return null;
         const rows = Number(bound?.[1] ?? 0);
-        mkdirSync(dir, { recursive: true });
-        // Paths cannot be bound as parameters in COPY; `dir` comes from the
-        // export job (a temp folder), never from a user.
-        const target = dir.replaceAll("'", "''");
-        await conn.run(
-          `COPY (SELECT ${READING_COLUMNS}, strftime(event_time, '%Y-%m-%d') AS date, strftime(event_time, '%H') AS hour
-                 FROM readings WHERE seq > $1 AND seq <= $2 ORDER BY event_time, seq)
-           TO '${target}' (FORMAT parquet, COMPRESSION zstd, PARTITION_BY (date, hour), OVERWRITE_OR_IGNORE, FILENAME_PATTERN 'part-{i}')`,
-          [afterSeq, lastSeq],
-          [BIGINT, BIGINT],
-        );
-        return { rows, lastSeq, partitions: listExportedPartitions(dir) };
+        const partitions = await copyReadingsToParquet(conn, afterSeq, lastSeq, dir);
+        return { rows, lastSeq, partitions };
       } finally {
         await rollbackQuietly(conn, this.log);
       }
@@ -946,6 +936,48 @@ export class DuckDbHotStore implements HotStore {
       }),
     );
   }
+}
+
+/**
+ * The bronze Parquet layout of `exportReadings`: the rows of `readings` with
+ * seq in (afterSeq, lastSeq], ordered by event time then seq, as ZSTD files
+ * under `dir/date=YYYY-MM-DD/hour=HH/`. Shared with the PostgreSQL hot store,
+ * which stages its rows in an in-memory DuckDB table of the same schema
+ * (`stageReadings`), so both stores write byte-for-byte the same layout.
+ */
+export async function copyReadingsToParquet(
+  conn: DuckDBConnection,
+  afterSeq: bigint,
+  lastSeq: bigint,
+  dir: string,
+): Promise<ExportedPartition[]> {
+  mkdirSync(dir, { recursive: true });
+  // Paths cannot be bound as parameters in COPY; `dir` comes from the
+  // export job (a temp folder), never from a user.
+  const target = dir.replaceAll("'", "''");
+  await conn.run(
+    `COPY (SELECT ${READING_COLUMNS}, strftime(event_time, '%Y-%m-%d') AS date, strftime(event_time, '%H') AS hour
+           FROM readings WHERE seq > $1 AND seq <= $2 ORDER BY event_time, seq)
+     TO '${target}' (FORMAT parquet, COMPRESSION zstd, PARTITION_BY (date, hour), OVERWRITE_OR_IGNORE, FILENAME_PATTERN 'part-{i}')`,
+    [afterSeq, lastSeq],
+    [BIGINT, BIGINT],
+  );
+  return listExportedPartitions(dir);
+}
+
+/**
+ * Appends stored readings, seqs included, to a `readings` table created with
+ * `DUCKDB_HOT_STORE_DDL` (for `copyReadingsToParquet` in another engine's
+ * export).
+ */
+export async function stageReadings(
+  conn: DuckDBConnection,
+  rows: readonly StoredReading[],
+): Promise<void> {
+  const ingestTimes = new TimestampCache();
+  await appendRows(conn, 'readings', READING_TYPES, rows, (cols, i, r) =>
+    fillReading(cols, i, r, r.seq, ingestTimes),
+  );
 }
 
 /**

@@ -9,6 +9,12 @@ export {
   type DuckDbHotStoreOptions,
 } from './duckdb-hot-store.js';
 export {
+  PostgresHotStore,
+  POSTGRES_HOT_STORE_MIGRATIONS,
+  type HotStoreMigration,
+  type PostgresHotStoreOptions,
+} from './postgres-hot-store.js';
+export {
   MAX_PAGE_LIMIT,
   checkLimit,
   checkOptionalTime,

@@ -230,7 +230,13 @@ export function platformWorkflows(deps: PlatformDeps): WorkflowDefinition[] {
       name: 'daily-pipeline',
       description:
         'Yesterday: freshness → silver → gold → quality → warehouse load → summary → notify; retention beside it.',
-      schedule: { cron: daily.cron, timezone, catchUp: 'all', maxCatchUp: daily.catchUpDays },
+      schedule: {
+        cron: daily.cron,
+        timezone,
+        ...(daily.catchUpDays === 0
+          ? { catchUp: 'skip' as const }
+          : { catchUp: 'all' as const, maxCatchUp: daily.catchUpDays }),
+      },
       deadlineMs: daily.deadlineMs,
       params: (slot) => ({ date: dayBefore(timezone, slot ?? deps.now()) }),
       tasks: [

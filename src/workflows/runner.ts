@@ -440,6 +440,11 @@ export class WorkflowRunner {
     return this.whenRun(runId, (run) => run.state !== 'running');
   }
 
+  /** Like `settled`, but past callback waits too: resolves when the run is final. */
+  completed(runId: string): Promise<WorkflowRun> {
+    return this.whenRun(runId, isFinalRun);
+  }
+
   /**
    * Stops the loop and aborts the attempts in flight, waits for them and
    * records them: a result that still came is kept, an attempt that failed

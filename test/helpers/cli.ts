@@ -12,17 +12,19 @@ export interface CliResult {
   stderr: string;
 }
 
-/** `canopy <args>` with a minimal environment (PATH, HOME) plus `env`. */
-export async function runCanopy(args: string[], env: Record<string, string>): Promise<CliResult> {
+/** `canopy <args>` with a minimal environment (PATH, HOME) plus `env`; `input` is written to its stdin. */
+export async function runCanopy(
+  args: string[],
+  env: Record<string, string>,
+  input?: string,
+): Promise<CliResult> {
   try {
-    const { stdout, stderr } = await run(
-      process.execPath,
-      ['--import', 'tsx', 'src/cli/main.ts', ...args],
-      {
-        cwd: repoRoot,
-        env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...env },
-      },
-    );
+    const running = run(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', ...args], {
+      cwd: repoRoot,
+      env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...env },
+    });
+    running.child.stdin?.end(input);
+    const { stdout, stderr } = await running;
     return { code: 0, stdout, stderr };
   } catch (err) {
     const e = err as CliResult;

@@ -20,6 +20,14 @@
  *    above the threshold.
  *  - The previous date's rows are read only as z-score history so the first
  *    readings after midnight are judged like any other.
+ *  - Imputed values (`imputations/date=D/*.parquet`, written by the
+ *    imputation workflow) fill the rows whose value is null, or which the hot
+ *    store already filled (`imputed`), after the flags are computed: a
+ *    prediction never enters the z-score history and is never flagged. Such
+ *    rows carry `imputed = true`, the model (`name@version`) and its
+ *    uncertainty. When two files predict the same key, the earliest file name
+ *    wins (the workflow never writes a key twice; this keeps the result
+ *    deterministic regardless).
  *  - Output is sorted by (sensor_id, event_time) and written single-threaded,
  *    so the same inputs and processing time give byte-identical files. The
  *    transform before the write uses the connection's threads.
@@ -78,6 +86,8 @@ export interface BuildSilverOptions {
    * lake key (the path relative to it) instead of the local path.
    */
   lineageRoot?: string;
+  /** Local paths of the date's imputation files (`imputations/date=D/*.parquet`); none by default. */
+  imputationFiles?: string[];
 }
 
 export interface SilverPartitionReport {
@@ -89,8 +99,10 @@ export interface SilverPartitionReport {
   anomalies: number;
   /** Rows of `date` removed by the dedup. */
   duplicatesDropped: number;
-  /** Rows of `date` with a null value (after dedup). */
+  /** Rows of `date` whose value is still null (after dedup and imputation). */
   missing: number;
+  /** Rows of `date` filled by an imputation file. */
+  imputed: number;
 }
 
 /** The silver columns, in file order: the hot-store columns, then lineage. */
@@ -109,6 +121,8 @@ export const SILVER_COLUMNS = [
   'is_anomaly',
   'anomaly_reasons',
   'imputed',
+  'imputation_model',
+  'imputation_uncertainty',
   'source_file',
   'processing_time',
   'pipeline_version',
@@ -121,6 +135,7 @@ const HISTORY = '__silver_history';
 const SENSOR_RANGES = '__silver_sensor_ranges';
 const TYPE_RANGES = '__silver_type_ranges';
 const RESULT = '__silver_result';
+const IMPUTATIONS = '__silver_imputations';
 
 function invalid(message: string): CanopyError {
   return new CanopyError('CANOPY_CONFIG_INVALID', `silver transform: ${message}`);
@@ -178,6 +193,7 @@ export async function buildSilverPartition(
     const day = `DATE ${literal(date)}`;
     await loadBronze(conn, options.bronzeFiles, options.lineageRoot, day);
     await loadRanges(conn, options.ranges);
+    await loadImputations(conn, options.imputationFiles ?? [], day);
 
     // Dedup in two steps, because ranking every row in a window partitioned
     // by (sensor_id, event_time) means sorting the whole table, wide rows
@@ -225,18 +241,25 @@ export async function buildSilverPartition(
          LEFT JOIN ${SENSOR_RANGES} rs ON rs.sensor_id = d.sensor_id
          LEFT JOIN ${TYPE_RANGES} rt ON rt.sensor_type = d.sensor_type
        )
-       SELECT sensor_id, sensor_type, location, event_time, value, unit, anomaly_score,
-              ingest_time, source, batch_id, seq,
+       SELECT sensor_id, sensor_type, location, event_time,
+              CASE WHEN i.value IS NOT NULL AND (f.value IS NULL OR f.imputed)
+                   THEN i.value ELSE f.value END AS value,
+              unit, anomaly_score, ingest_time, source, batch_id, seq,
               (f_range OR f_zscore OR f_device) AS is_anomaly,
               list_concat(
                 CASE WHEN f_range THEN ['range'] ELSE []::VARCHAR[] END,
                 CASE WHEN f_zscore THEN ['zscore'] ELSE []::VARCHAR[] END,
                 CASE WHEN f_device THEN ['device'] ELSE []::VARCHAR[] END
               ) AS anomaly_reasons,
-              imputed, source_file,
+              f.imputed OR (f.value IS NULL AND i.value IS NOT NULL) AS imputed,
+              CASE WHEN f.value IS NULL OR f.imputed THEN i.model END AS imputation_model,
+              CASE WHEN f.value IS NULL OR f.imputed THEN i.uncertainty END
+                AS imputation_uncertainty,
+              source_file,
               epoch_ms($4) AS processing_time,
               $5::VARCHAR AS pipeline_version
-       FROM flagged
+       FROM flagged f
+       LEFT JOIN ${IMPUTATIONS} i USING (sensor_id, event_time)
        ORDER BY sensor_id, event_time`,
       [
         BigInt(zscore.minHistory),
@@ -248,9 +271,10 @@ export async function buildSilverPartition(
       [BIGINT, DOUBLE, DOUBLE, BIGINT, VARCHAR],
     );
 
-    const [rows = 0, anomalies = 0, missing = 0] = await scalars(
+    const [rows = 0, anomalies = 0, missing = 0, imputed = 0] = await scalars(
       conn,
-      `SELECT count(*), count(*) FILTER (WHERE is_anomaly), count(*) FILTER (WHERE value IS NULL)
+      `SELECT count(*), count(*) FILTER (WHERE is_anomaly), count(*) FILTER (WHERE value IS NULL),
+              count(*) FILTER (WHERE imputation_model IS NOT NULL)
        FROM ${RESULT}`,
     );
     const [rawRows = 0] = await scalars(conn, `SELECT count(*) FROM ${BRONZE}`);
@@ -272,9 +296,10 @@ export async function buildSilverPartition(
       anomalies,
       duplicatesDropped: rawRows - rows,
       missing,
+      imputed,
     };
   } finally {
-    for (const table of [RESULT, BRONZE, HISTORY, SENSOR_RANGES, TYPE_RANGES]) {
+    for (const table of [RESULT, BRONZE, HISTORY, SENSOR_RANGES, TYPE_RANGES, IMPUTATIONS]) {
       await conn.run(`DROP TABLE IF EXISTS temp.${table}`);
     }
   }
@@ -387,6 +412,35 @@ async function loadBronze(
      SELECT sensor_id, event_time, value, ingest_time, seq, ${sourceFile}
      FROM ${bronze}
      WHERE event_time >= ${day} - INTERVAL 1 DAY AND event_time < ${day}`,
+  );
+}
+
+/**
+ * The date's imputed values, one per (sensor_id, event_time): the row of the
+ * earliest file name wins (see the module contract).
+ */
+async function loadImputations(
+  conn: DuckDBConnection,
+  files: readonly string[],
+  day: string,
+): Promise<void> {
+  await conn.run(
+    `CREATE OR REPLACE TEMP TABLE ${IMPUTATIONS} (
+       sensor_id   VARCHAR   NOT NULL,
+       event_time  TIMESTAMP NOT NULL,
+       value       DOUBLE    NOT NULL,
+       uncertainty DOUBLE,
+       model       VARCHAR   NOT NULL
+     )`,
+  );
+  if (files.length === 0) return;
+  const list = [...files].sort().map(literal).join(', ');
+  await conn.run(
+    `INSERT INTO ${IMPUTATIONS}
+     SELECT sensor_id, event_time, value, uncertainty, model || '@' || model_version
+     FROM read_parquet([${list}], filename = true, hive_partitioning = false)
+     WHERE event_time >= ${day} AND event_time < ${day} + INTERVAL 1 DAY
+     QUALIFY row_number() OVER (PARTITION BY sensor_id, event_time ORDER BY filename) = 1`,
   );
 }
 

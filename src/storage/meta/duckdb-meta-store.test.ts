@@ -6,6 +6,7 @@ import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { AlertStore } from '../../core/alerts.js';
 import { isCanopyError } from '../../core/errors.js';
+import { describeAuthStoreConformance } from './auth-store.conformance.js';
 import {
   FIXTURE_T0,
   alertFixture,
@@ -42,6 +43,23 @@ describeWorkflowStoreConformance('DuckDB file', async () => {
   const made: DuckDbMetaStore[] = [];
   return {
     // One process per file: concurrency is that of one store's callers.
+    sharedStorage: false,
+    make: (options) => {
+      const store = new DuckDbMetaStore({ path: path.join(dir, 'meta.duckdb'), ...options });
+      made.push(store);
+      return store;
+    },
+    cleanup: async () => {
+      for (const store of made) await store.close();
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+});
+
+describeAuthStoreConformance('DuckDB file', async () => {
+  const dir = await mkdtemp(path.join(tmpdir(), 'canopy-meta-'));
+  const made: DuckDbMetaStore[] = [];
+  return {
     sharedStorage: false,
     make: (options) => {
       const store = new DuckDbMetaStore({ path: path.join(dir, 'meta.duckdb'), ...options });

@@ -38,6 +38,7 @@ import type {
   OutboxStats,
   SubjectState,
 } from '../../core/alerts.js';
+import type { ApiKey, Device, Session, User } from '../../core/auth.js';
 import { CanopyError } from '../../core/errors.js';
 import type { MetaStore } from '../../core/meta.js';
 import { SerialQueue } from '../../core/serial-queue.js';
@@ -57,6 +58,7 @@ import {
   placeholders,
   rowPlaceholders,
 } from './duckdb-sql.js';
+import * as auth from './duckdb-auth.js';
 import * as workflows from './duckdb-workflows.js';
 import {
   ALERT_COLUMNS,
@@ -556,6 +558,78 @@ export class DuckDbMetaStore implements MetaStore {
 
   purgeRuns(before: number): Promise<number> {
     return this.use((conn) => workflows.purgeRuns(conn, before));
+  }
+
+  createApiKey(key: ApiKey): Promise<boolean> {
+    return this.use((conn) => auth.createApiKey(conn, key));
+  }
+
+  getApiKey(id: string): Promise<ApiKey | undefined> {
+    return this.use((conn) => auth.getApiKey(conn, id));
+  }
+
+  listApiKeys(): Promise<ApiKey[]> {
+    return this.use((conn) => auth.listApiKeys(conn));
+  }
+
+  revokeApiKey(id: string, at: number): Promise<boolean> {
+    return this.use((conn) => auth.revokeApiKey(conn, id, at));
+  }
+
+  touchApiKey(id: string, at: number): Promise<void> {
+    return this.use((conn) => auth.touchApiKey(conn, id, at));
+  }
+
+  createUser(user: User): Promise<boolean> {
+    return this.use((conn) => auth.createUser(conn, user));
+  }
+
+  getUser(username: string): Promise<User | undefined> {
+    return this.use((conn) => auth.getUser(conn, username));
+  }
+
+  listUsers(): Promise<User[]> {
+    return this.use((conn) => auth.listUsers(conn));
+  }
+
+  setPassword(username: string, passwordHash: string, at: number): Promise<boolean> {
+    return this.use((conn) => auth.setPassword(conn, username, passwordHash, at));
+  }
+
+  removeUser(username: string): Promise<boolean> {
+    return this.use((conn) => auth.removeUser(conn, username));
+  }
+
+  createSession(session: Session): Promise<void> {
+    return this.use((conn) => auth.createSession(conn, session));
+  }
+
+  getSession(id: string): Promise<Session | undefined> {
+    return this.use((conn) => auth.getSession(conn, id));
+  }
+
+  deleteSession(id: string): Promise<boolean> {
+    return this.use((conn) => auth.deleteSession(conn, id));
+  }
+
+  purgeSessions(before: number): Promise<number> {
+    return this.use((conn) => auth.purgeSessions(conn, before));
+  }
+
+  createDevice(device: Device): Promise<boolean> {
+    return this.use((conn) => auth.createDevice(conn, device));
+  }
+
+  getDevice(id: string): Promise<Device | undefined> {
+    return this.use((conn) => auth.getDevice(conn, id));
+  }
+
+  listDevices(): Promise<Device[]> {
+    return this.use((conn) => auth.listDevices(conn));
+  }
+
+  revokeDevice(id: string, at: number): Promise<boolean> {
+    return this.use((conn) => auth.revokeDevice(conn, id, at));
   }
 }
 

@@ -227,8 +227,64 @@ const V2_WORKFLOWS: MetaMigration = {
   },
 };
 
+/**
+ * Credentials (core/auth.ts). Only hashes are stored. As in v1 and v2,
+ * DuckDB tables whose rows are later updated (keys: revoked, last used;
+ * users: password; devices: revoked, replaced) carry no keys, and the
+ * adapter writes them insert-where-absent; sessions are only inserted and
+ * deleted, so they keep their primary key in both engines. `scopes` and
+ * `topics` hold JSON arrays as text.
+ */
+const V3_AUTH: MetaMigration = {
+  version: 3,
+  description: 'API keys, users, sessions, MQTT device credentials',
+  statements: (d) => {
+    const pg = d.kind === 'postgres';
+    const text = pg ? 'text' : 'VARCHAR';
+    const key = (cols: string): string => (pg ? `, PRIMARY KEY (${cols})` : '');
+    return [
+      `CREATE TABLE ${d.table('auth_api_keys')} (
+        id           ${text} NOT NULL,
+        name         ${text} NOT NULL,
+        scopes       ${text} NOT NULL,
+        hash         ${text} NOT NULL,
+        created_at   BIGINT NOT NULL,
+        expires_at   BIGINT,
+        revoked_at   BIGINT,
+        last_used_at BIGINT${key('id')}
+      )`,
+      `CREATE TABLE ${d.table('auth_users')} (
+        username            ${text} NOT NULL,
+        role                ${text} NOT NULL CHECK (role IN ('viewer', 'operator', 'admin')),
+        password_hash       ${text} NOT NULL,
+        created_at          BIGINT NOT NULL,
+        password_changed_at BIGINT NOT NULL${key('username')}
+      )`,
+      `CREATE TABLE ${d.table('auth_sessions')} (
+        id         ${text} NOT NULL PRIMARY KEY,
+        username   ${text} NOT NULL,
+        created_at BIGINT NOT NULL,
+        expires_at BIGINT NOT NULL
+      )`,
+      `CREATE TABLE ${d.table('auth_devices')} (
+        id            ${text} NOT NULL,
+        password_hash ${text} NOT NULL,
+        topics        ${text} NOT NULL,
+        created_at    BIGINT NOT NULL,
+        revoked_at    BIGINT${key('id')}
+      )`,
+      ...(pg
+        ? [
+            `CREATE INDEX auth_sessions_username ON ${d.table('auth_sessions')} (username)`,
+            `CREATE INDEX auth_sessions_expires ON ${d.table('auth_sessions')} (expires_at)`,
+          ]
+        : []),
+    ];
+  },
+};
+
 /** Every migration of the metadata store, in order. Append only. */
-export const META_MIGRATIONS: readonly MetaMigration[] = [V1_ALERTS, V2_WORKFLOWS];
+export const META_MIGRATIONS: readonly MetaMigration[] = [V1_ALERTS, V2_WORKFLOWS, V3_AUTH];
 
 /** Throws unless versions run 1, 2, 3, … (a programming error, caught by the first open in tests). */
 export function checkMigrations(migrations: readonly MetaMigration[]): void {

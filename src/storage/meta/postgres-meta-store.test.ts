@@ -4,6 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { serviceForTests } from '../../../test/helpers/services.js';
 import { isCanopyError } from '../../core/errors.js';
 import { describeAlertStoreConformance } from './alert-store.conformance.js';
+import { describeAuthStoreConformance } from './auth-store.conformance.js';
 import type { MetaMigration } from './meta-sql.js';
 import { PostgresMetaStore } from './postgres-meta-store.js';
 import { describeWorkflowStoreConformance } from './workflow-store.conformance.js';
@@ -40,6 +41,7 @@ function harness() {
 if (postgres) {
   describeAlertStoreConformance('PostgreSQL', harness);
   describeWorkflowStoreConformance('PostgreSQL', harness);
+  describeAuthStoreConformance('PostgreSQL', harness);
 }
 
 describe('PostgresMetaStore', () => {

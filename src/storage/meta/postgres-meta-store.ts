@@ -22,6 +22,7 @@ import type {
   OutboxStats,
   SubjectState,
 } from '../../core/alerts.js';
+import type { ApiKey, Device, Session, User } from '../../core/auth.js';
 import { CanopyError } from '../../core/errors.js';
 import type { MetaStore } from '../../core/meta.js';
 import type {
@@ -53,6 +54,7 @@ import {
   type MetaDialect,
   type MetaMigration,
 } from './meta-sql.js';
+import * as auth from './postgres-auth.js';
 import * as workflows from './postgres-workflows.js';
 import { describePostgresTarget, inPostgresTransaction } from '../postgres.js';
 
@@ -527,6 +529,78 @@ export class PostgresMetaStore implements MetaStore {
 
   purgeRuns(before: number): Promise<number> {
     return workflows.purgeRuns(this.access, before);
+  }
+
+  createApiKey(key: ApiKey): Promise<boolean> {
+    return auth.createApiKey(this.access, key);
+  }
+
+  getApiKey(id: string): Promise<ApiKey | undefined> {
+    return auth.getApiKey(this.access, id);
+  }
+
+  listApiKeys(): Promise<ApiKey[]> {
+    return auth.listApiKeys(this.access);
+  }
+
+  revokeApiKey(id: string, at: number): Promise<boolean> {
+    return auth.revokeApiKey(this.access, id, at);
+  }
+
+  touchApiKey(id: string, at: number): Promise<void> {
+    return auth.touchApiKey(this.access, id, at);
+  }
+
+  createUser(user: User): Promise<boolean> {
+    return auth.createUser(this.access, user);
+  }
+
+  getUser(username: string): Promise<User | undefined> {
+    return auth.getUser(this.access, username);
+  }
+
+  listUsers(): Promise<User[]> {
+    return auth.listUsers(this.access);
+  }
+
+  setPassword(username: string, passwordHash: string, at: number): Promise<boolean> {
+    return auth.setPassword(this.access, username, passwordHash, at);
+  }
+
+  removeUser(username: string): Promise<boolean> {
+    return auth.removeUser(this.access, username);
+  }
+
+  createSession(session: Session): Promise<void> {
+    return auth.createSession(this.access, session);
+  }
+
+  getSession(id: string): Promise<Session | undefined> {
+    return auth.getSession(this.access, id);
+  }
+
+  deleteSession(id: string): Promise<boolean> {
+    return auth.deleteSession(this.access, id);
+  }
+
+  purgeSessions(before: number): Promise<number> {
+    return auth.purgeSessions(this.access, before);
+  }
+
+  createDevice(device: Device): Promise<boolean> {
+    return auth.createDevice(this.access, device);
+  }
+
+  getDevice(id: string): Promise<Device | undefined> {
+    return auth.getDevice(this.access, id);
+  }
+
+  listDevices(): Promise<Device[]> {
+    return auth.listDevices(this.access);
+  }
+
+  revokeDevice(id: string, at: number): Promise<boolean> {
+    return auth.revokeDevice(this.access, id, at);
   }
 }
 

@@ -1,0 +1,442 @@
+/**
+ * `daily-imputation`: fills the missing readings of one event date (by
+ * default yesterday) with per-sensor models, as a workflow:
+ *
+ *   prepare ─▶ find ─▶ records ─┬─ none ──▶ no-records            (ends: "no records")
+ *                               └─ impute ─▶ train ─▶ features ─▶ predict ─▶ write-back ─▶ refresh
+ *
+ * - prepare: exports the hot store to bronze and rebuilds dirty silver
+ *   dates, so silver holds every stored reading of the date; the search for
+ *   missing values then reads silver alone (hot store and lake in one place).
+ * - find: readings of the date whose value is null, not imputed, and in no
+ *   imputation file yet. records: the choice.
+ * - train (retraining as a task): a model per sensor with missing values,
+ *   unless a current one is stored (same co-located sensors, gap rule and
+ *   kind, younger than `retrainDays`); trained in a worker thread on
+ *   `trainingDays` of silver, stored under `models/sensor-…/`.
+ * - features: per sensor, the frame of it and its co-located sensors over
+ *   the day before to the day after, and the event times to fill, staged in
+ *   the lake (`imputations/_runs/<run>/input.json`).
+ * - predict (wait-for-callback): a worker thread predicts and stages
+ *   `predictions.json`, then completes the task's callback token. The job is
+ *   also written to `<dataDir>/imputation/jobs/`, so after a crash the
+ *   restarted process starts the worker again for the same token
+ *   (`resumePredictions`); a run another instance took over times out and
+ *   retries instead.
+ * - write-back: the values not already in another run's file (so no value
+ *   is ever written twice) as `imputations/date=D/<run>.parquet`, then the
+ *   hot store's rows (`applyImputations`, one transaction). Both are
+ *   idempotent, so a retried write-back changes nothing more.
+ * - refresh: silver (the new file made the date dirty) and then gold, so
+ *   `daily_summary` counts the values as imputed.
+ */
+import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync, renameSync } from 'node:fs';
+import path from 'node:path';
+import { isCanopyError } from '../core/errors.js';
+import type { ObjectStore } from '../core/object-store.js';
+import type { HotStore } from '../core/store.js';
+import type { CanopyConfig } from '../config/schema.js';
+import { listModels, saveModel } from '../ml/index.js';
+import type { Logger } from '../observability/logger.js';
+import type { Metrics } from '../observability/metrics.js';
+import type { Housekeeping } from '../runtime/housekeeping.js';
+import type { TaskContext, WorkflowDefinition } from '../workflows/definition.js';
+import type { LakeJobs } from '../workflows/jobs.js';
+import { dayBefore } from '../workflows/platform.js';
+import {
+  findMissing,
+  imputedKeys,
+  readHistory,
+  runStagingKey,
+  writeImputations,
+  type MissingReading,
+} from './lake-io.js';
+import {
+  frameToJson,
+  gridFrame,
+  maxGapStepsFor,
+  modelMatches,
+  sensorModelName,
+  sensorStep,
+  wantedFeatures,
+  type Prediction,
+  type PredictionTarget,
+  type TrainJob,
+} from './sensor-models.js';
+import { runInWorker, type PredictionSummary } from './worker-protocol.js';
+
+export const IMPUTATION_WORKFLOW = 'daily-imputation';
+const DAY = 86_400_000;
+const TRAINING_SEED = 1;
+
+/** Completes a wait-for-callback token (the runner's `completeCallback`). */
+export type CompleteCallback = (
+  token: string,
+  result: { output?: unknown } | { error: string },
+) => Promise<void>;
+
+export interface ImputationDeps {
+  config: CanopyConfig;
+  lake: ObjectStore;
+  hotStore: HotStore;
+  jobs: LakeJobs;
+  housekeeping: Pick<Housekeeping, 'step'>;
+  metrics: Metrics;
+  logger: Logger;
+  now(): number;
+  /** Set once the runner exists (the definitions are made before it). */
+  callbacks: { complete?: CompleteCallback };
+  /**
+   * Aborted when the process stops: running prediction workers are ended and
+   * their jobs kept, so the next start resumes them (`resumePredictions`).
+   */
+  stopping: AbortSignal;
+}
+
+/** A prediction job as written to `<dataDir>/imputation/jobs/<run>.json`. */
+interface PredictionJob {
+  token: string;
+  runId: string;
+}
+
+function dateParam(params: Readonly<Record<string, unknown>>): string {
+  const date = params.date;
+  if (typeof date !== 'string') throw new Error('this run has no `date` parameter');
+  return date;
+}
+
+function dayStart(date: string): number {
+  return Date.parse(`${date}T00:00:00Z`);
+}
+
+function shiftDate(date: string, days: number): string {
+  return new Date(dayStart(date) + days * DAY).toISOString().slice(0, 10);
+}
+
+function workDir(config: CanopyConfig): string {
+  return path.join(config.dataDir, 'tmp');
+}
+
+function jobsDir(config: CanopyConfig): string {
+  return path.join(config.dataDir, 'imputation', 'jobs');
+}
+
+/** The sensors with missing values, grouped, with their co-located sensors. */
+interface SensorPlan {
+  sensorId: string;
+  /** The sensor and every other known sensor at its location, sorted. */
+  measures: string[];
+  intervalMs: number | null;
+  missing: MissingReading[];
+}
+
+async function planSensors(deps: ImputationDeps, date: string): Promise<SensorPlan[]> {
+  const missing = await findMissing(deps.lake, workDir(deps.config), date);
+  const known = await deps.hotStore.listSensors();
+  const byId = new Map(known.map((s) => [s.sensorId, s]));
+  const bySensor = new Map<string, MissingReading[]>();
+  for (const r of missing) bySensor.set(r.sensorId, [...(bySensor.get(r.sensorId) ?? []), r]);
+  return [...bySensor].map(([sensorId, rows]) => {
+    const location = byId.get(sensorId)?.location ?? rows[0]!.location;
+    const colocated =
+      location === null ? [] : known.filter((s) => s.location === location).map((s) => s.sensorId);
+    return {
+      sensorId,
+      measures: [...new Set([sensorId, ...colocated])].sort(),
+      intervalMs: byId.get(sensorId)?.intervalMs ?? null,
+      missing: rows,
+    };
+  });
+}
+
+interface TrainOutput {
+  trained: string[];
+  reused: number;
+  /** Sensors with no measured value in the training window: their readings stay missing. */
+  untrainable: string[];
+}
+
+async function train(deps: ImputationDeps, ctx: TaskContext): Promise<TrainOutput> {
+  const { config } = deps;
+  const settings = config.imputation;
+  const date = dateParam(ctx.params);
+  const from = shiftDate(date, 1 - settings.trainingDays);
+  const jobs: TrainJob[] = [];
+  let reused = 0;
+  for (const plan of await planSensors(deps, date)) {
+    const history = await readHistory(deps.lake, workDir(config), plan.measures, from, date);
+    const stepMs = sensorStep(plan.intervalMs, history, plan.sensorId);
+    const frame = gridFrame(history, plan.measures, stepMs, dayStart(from), dayStart(date) + DAY);
+    const name = sensorModelName(plan.sensorId);
+    const wanted = {
+      name,
+      kind: settings.model,
+      features: wantedFeatures(frame, plan.sensorId),
+      maxGapSteps: maxGapStepsFor(settings.maxGapMs, stepMs),
+      trainedAfter: deps.now() - settings.retrainDays * DAY,
+    };
+    if ((await listModels(deps.lake, name)).some((m) => modelMatches(m, wanted))) {
+      reused++;
+      continue;
+    }
+    jobs.push({
+      sensorId: plan.sensorId,
+      name,
+      kind: wanted.kind,
+      frame: frameToJson(frame),
+      maxGapSteps: wanted.maxGapSteps,
+      maxRows: settings.maxTrainingRows,
+      seed: TRAINING_SEED,
+      trainedAt: deps.now(),
+    });
+  }
+  const trained: string[] = [];
+  const untrainable: string[] = [];
+  if (jobs.length > 0) {
+    const { models } = await runInWorker({ kind: 'train', jobs }, ctx.signal);
+    for (const [i, model] of models.entries()) {
+      if (model === null) {
+        untrainable.push(jobs[i]!.sensorId);
+        continue;
+      }
+      await saveModel(deps.lake, model);
+      deps.metrics.imputationModelsTrained.inc({ kind: model.kind });
+      trained.push(`${model.name}@${model.version}`);
+    }
+  }
+  return { trained, reused, untrainable };
+}
+
+/** The newest stored model of the sensor that matches what is wanted now. */
+async function currentModel(
+  deps: ImputationDeps,
+  plan: SensorPlan,
+  frame: ReturnType<typeof gridFrame>,
+): Promise<{ name: string; version: string } | undefined> {
+  const name = sensorModelName(plan.sensorId);
+  const wanted = {
+    name,
+    kind: deps.config.imputation.model,
+    features: wantedFeatures(frame, plan.sensorId),
+    maxGapSteps: maxGapStepsFor(deps.config.imputation.maxGapMs, frame.stepMs),
+    trainedAfter: -Infinity,
+  };
+  const matching = (await listModels(deps.lake, name)).filter((m) => modelMatches(m, wanted));
+  const newest = matching.at(-1);
+  return newest && { name: newest.name, version: newest.version };
+}
+
+async function features(deps: ImputationDeps, ctx: TaskContext) {
+  const { config } = deps;
+  const date = dateParam(ctx.params);
+  const [from, to] = [shiftDate(date, -1), shiftDate(date, 1)];
+  const targets: PredictionTarget[] = [];
+  const withoutModel: string[] = [];
+  for (const plan of await planSensors(deps, date)) {
+    const history = await readHistory(deps.lake, workDir(config), plan.measures, from, to);
+    const stepMs = sensorStep(plan.intervalMs, history, plan.sensorId);
+    const frame = gridFrame(history, plan.measures, stepMs, dayStart(from), dayStart(to) + DAY);
+    const model = await currentModel(deps, plan, frame);
+    if (model === undefined) {
+      withoutModel.push(plan.sensorId);
+      continue;
+    }
+    targets.push({
+      sensorId: plan.sensorId,
+      model,
+      frame: frameToJson(frame),
+      eventTimes: plan.missing.map((r) => r.eventTime),
+    });
+  }
+  await deps.lake.put(runStagingKey(ctx.runId, 'input'), JSON.stringify({ date, targets }));
+  return {
+    sensors: targets.length,
+    values: targets.reduce((n, t) => n + t.eventTimes.length, 0),
+    withoutModel,
+  };
+}
+
+/**
+ * Starts the worker for a prediction job and completes the job's token with
+ * its summary (or its error). Removes the job file once the token is
+ * completed or unknown (the run moved on).
+ */
+function launchPrediction(deps: ImputationDeps, job: PredictionJob): void {
+  const file = path.join(jobsDir(deps.config), `${job.runId}.json`);
+  const log = deps.logger.child({ runId: job.runId });
+  const request = {
+    kind: 'predict' as const,
+    lake: deps.config.lake,
+    dataDir: deps.config.dataDir,
+    runId: job.runId,
+  };
+  void runInWorker(request, deps.stopping)
+    .then(
+      ({ summary }) => ({ output: summary }),
+      (err: unknown) => ({ error: err instanceof Error ? err.message : String(err) }),
+    )
+    .then(async (result) => {
+      if (deps.stopping.aborted) return;
+      const complete = deps.callbacks.complete;
+      if (!complete) throw new Error('imputation callbacks are not wired to a runner');
+      try {
+        await complete(job.token, result);
+      } catch (err) {
+        if (!isCanopyError(err, 'CANOPY_WORKFLOW_CALLBACK_UNKNOWN')) throw err;
+        log.warn('prediction finished for a task that no longer waits; dropped');
+      }
+      rmSync(file, { force: true });
+    })
+    .catch((err: unknown) => log.error({ err }, 'completing the prediction callback failed'));
+}
+
+function startPrediction(deps: ImputationDeps, ctx: TaskContext, token: string): Promise<void> {
+  const dir = jobsDir(deps.config);
+  mkdirSync(dir, { recursive: true });
+  const job: PredictionJob = { token, runId: ctx.runId };
+  const file = path.join(dir, `${ctx.runId}.json`);
+  writeFileSync(`${file}.tmp`, JSON.stringify(job));
+  renameSync(`${file}.tmp`, file);
+  launchPrediction(deps, job);
+  return Promise.resolve();
+}
+
+/**
+ * Starts the worker again for every prediction job a previous process left
+ * behind (it died while predicting): their tasks still wait on the same
+ * tokens. Call once the runner has started.
+ */
+export function resumePredictions(deps: ImputationDeps): number {
+  let resumed = 0;
+  let names: string[];
+  try {
+    names = readdirSync(jobsDir(deps.config)).filter((n) => n.endsWith('.json'));
+  } catch {
+    return 0;
+  }
+  for (const name of names) {
+    const file = path.join(jobsDir(deps.config), name);
+    let job: PredictionJob;
+    try {
+      job = JSON.parse(readFileSync(file, 'utf8')) as PredictionJob;
+    } catch (err) {
+      deps.logger.warn({ err, file }, 'unreadable imputation job file; removed');
+      rmSync(file, { force: true });
+      continue;
+    }
+    launchPrediction(deps, job);
+    resumed++;
+  }
+  return resumed;
+}
+
+async function writeBack(deps: ImputationDeps, ctx: TaskContext) {
+  const { config, lake } = deps;
+  const date = dateParam(ctx.params);
+  const summary = ctx.outputs.predict as PredictionSummary;
+  const { predictions } = JSON.parse((await lake.get(summary.key)).toString('utf8')) as {
+    predictions: Prediction[];
+  };
+  const elsewhere = await imputedKeys(lake, workDir(config), date, ctx.runId);
+  const fresh = predictions.filter((p) => !elsewhere.has(`${p.sensorId}\u0000${p.eventTime}`));
+  const values = fresh.flatMap((p) =>
+    p.value === null
+      ? []
+      : [
+          {
+            sensorId: p.sensorId,
+            eventTime: p.eventTime,
+            value: p.value,
+            uncertainty: p.uncertainty,
+            model: p.model,
+            modelVersion: p.modelVersion,
+          },
+        ],
+  );
+  let key: string | null = null;
+  if (values.length > 0) {
+    key = await writeImputations(lake, workDir(config), date, ctx.runId, values, deps.now());
+  }
+  const hotStoreUpdated = await deps.hotStore.applyImputations(values);
+  const leftMissing = fresh.length - values.length;
+  // Counted when the attempt succeeds; a retried write-back counts again (at-least-once metrics).
+  deps.metrics.imputationValues.inc({ result: 'filled' }, values.length);
+  deps.metrics.imputationValues.inc({ result: 'left_missing' }, leftMissing);
+  await lake.delete([runStagingKey(ctx.runId, 'input'), runStagingKey(ctx.runId, 'predictions')]);
+  return {
+    date,
+    key,
+    filled: values.length,
+    leftMissing,
+    alreadyImputed: predictions.length - fresh.length,
+    hotStoreUpdated,
+  };
+}
+
+export function imputationWorkflow(deps: ImputationDeps): WorkflowDefinition {
+  const { config } = deps;
+  const settings = config.imputation;
+  const timezone = config.workflows.timezone;
+  return {
+    name: IMPUTATION_WORKFLOW,
+    description:
+      'Yesterday’s missing values: find → (none: "no records") → train → features → predict (worker) → write back → silver and gold.',
+    schedule: { cron: settings.cron, timezone, catchUp: 'once' },
+    deadlineMs: settings.deadlineMs,
+    params: (slot) => ({ date: dayBefore(timezone, slot ?? deps.now()) }),
+    tasks: [
+      {
+        id: 'prepare',
+        retries: 2,
+        retryBackoffMs: 60_000,
+        run: async () => {
+          await deps.housekeeping.step('export');
+          return { silverDates: (await deps.jobs.silver()).map((d) => d.date) };
+        },
+      },
+      {
+        id: 'find',
+        dependsOn: ['prepare'],
+        run: async (ctx) => {
+          const missing = await findMissing(deps.lake, workDir(config), dateParam(ctx.params));
+          return { missing: missing.length, sensors: new Set(missing.map((r) => r.sensorId)).size };
+        },
+      },
+      {
+        id: 'records',
+        kind: 'choice',
+        dependsOn: ['find'],
+        description: 'Anything to impute?',
+        choose: (ctx) =>
+          (ctx.outputs.find as { missing: number }).missing > 0 ? 'impute' : 'none',
+        branches: { impute: ['train'], none: ['no-records'] },
+      },
+      {
+        id: 'no-records',
+        dependsOn: ['records'],
+        run: (ctx) => Promise.resolve({ result: 'no records', date: dateParam(ctx.params) }),
+      },
+      { id: 'train', dependsOn: ['records'], retries: 1, run: (ctx) => train(deps, ctx) },
+      { id: 'features', dependsOn: ['train'], retries: 1, run: (ctx) => features(deps, ctx) },
+      {
+        id: 'predict',
+        kind: 'wait-for-callback',
+        dependsOn: ['features'],
+        retries: 2,
+        timeoutMs: settings.predictionTimeoutMs,
+        start: (ctx, token) => startPrediction(deps, ctx, token),
+      },
+      { id: 'write-back', dependsOn: ['predict'], retries: 2, run: (ctx) => writeBack(deps, ctx) },
+      {
+        id: 'refresh',
+        dependsOn: ['write-back'],
+        retries: 2,
+        retryBackoffMs: 60_000,
+        run: async () => ({
+          silverDates: (await deps.jobs.silver()).map((d) => d.date),
+          goldDates: (await deps.jobs.gold()).dates.map((d) => d.date),
+        }),
+      },
+    ],
+  };
+}
