@@ -23,6 +23,7 @@ import { mqttBatch } from './scenarios/mqtt-batch.js';
 import { mqttSingle } from './scenarios/mqtt-single.js';
 import { alertLatency } from './scenarios/alert-latency.js';
 import { busThroughput } from './scenarios/bus-throughput.js';
+import { imputation } from './scenarios/imputation.js';
 
 const SCENARIOS: Scenario[] = [
   mqttSingle,
@@ -32,6 +33,7 @@ const SCENARIOS: Scenario[] = [
   metricsCost,
   alertLatency,
   busThroughput,
+  imputation,
 ];
 const RESULTS_DIR = path.join(repoRoot, 'bench', 'results');
 

@@ -16,6 +16,7 @@ import {
   type SilverJobOptions,
 } from './silver-job.js';
 import { newReading } from '../../test/helpers/readings.js';
+import { writeImputations } from '../imputation/lake-io.js';
 
 const DAY1 = Date.UTC(2026, 10, 20);
 const DAY2 = Date.UTC(2026, 10, 21);
@@ -252,6 +253,64 @@ describe('silver job', () => {
       expect(inAnomalies).toBe(flagged);
       expect(day1?.anomalies).toBe(flagged);
       expect(flagged).toBeGreaterThanOrEqual(3); // the spikes of a and b, and b's 200
+    } finally {
+      conn.closeSync();
+      db.closeSync();
+    }
+  });
+
+  it('fills null readings from imputation files after the flags, the earliest file winning, and marks the date dirty', async () => {
+    const l = await lakehouse();
+    await l.store.append(twoDays(), []);
+    await runBronzeExport({ store: l.store, lake: l.lake, workDir: l.dir, logger: silentLogger() });
+    await runSilverJob(jobOptions(l));
+    const nullAt = DAY2 + 41 * 1_800_000; // both sensors' null of day 2
+    const imputed = (sensorId: string, value: number, model: string) => ({
+      sensorId,
+      eventTime: nullAt,
+      value,
+      uncertainty: 0.25,
+      model,
+      modelVersion: 'v1',
+    });
+    // Run "b-…" predicts both; run "a-…" (an earlier name) predicts sensor a again, and a
+    // value for a reading that has one, which must not replace it.
+    await writeImputations(
+      l.lake,
+      l.dir,
+      '2026-11-21',
+      'b-run',
+      [imputed('a', 21.5, 'late'), imputed('b', 22.5, 'late')],
+      DAY2,
+    );
+    await writeImputations(
+      l.lake,
+      l.dir,
+      '2026-11-21',
+      'a-run',
+      [imputed('a', 21.25, 'early'), { ...imputed('a', 99, 'early'), eventTime: DAY2 }],
+      DAY2,
+    );
+    expect(await dirtySilverDates(l.lake)).toEqual(['2026-11-21']);
+    const [report] = await runSilverJob(jobOptions(l));
+    expect(report).toMatchObject({ date: '2026-11-21', missing: 0, imputed: 2 });
+
+    const db = await DuckDBInstance.create(':memory:');
+    const conn = await db.connect();
+    try {
+      const glob = path.join(l.dir, 'lake', 'silver/readings/date=2026-11-21/*.parquet');
+      const rows = await conn.runAndReadAll(
+        `SELECT sensor_id, epoch_ms(event_time), value, imputed, imputation_model,
+                imputation_uncertainty, is_anomaly
+           FROM read_parquet('${glob}')
+          WHERE imputed OR epoch_ms(event_time) = ${DAY2} ORDER BY ALL`,
+      );
+      expect(rows.getRows().map((r) => r.map(String).join('|'))).toEqual([
+        `a|${DAY2}|21|false|null|null|false`,
+        `a|${nullAt}|21.25|true|early@v1|0.25|false`,
+        `b|${DAY2}|21|false|null|null|false`,
+        `b|${nullAt}|22.5|true|late@v1|0.25|false`,
+      ]);
     } finally {
       conn.closeSync();
       db.closeSync();
