@@ -45,7 +45,7 @@ import {
   type LakeReader,
 } from './lake-reads.js';
 
-export const MAX_SERIES = 50;
+export const MAX_SERIES = 100;
 export const MAX_POINTS = 5_000;
 export const MIN_POINTS = 10;
 export const DEFAULT_POINTS = 1_000;
