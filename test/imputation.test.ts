@@ -26,10 +26,13 @@ afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
 
-async function start(): Promise<{ app: TestApp; clock: ManualClock }> {
+/** `model`: the forest where accuracy is checked; the linear baseline, quick to train, elsewhere. */
+async function start(
+  model: 'forest' | 'linear' = 'linear',
+): Promise<{ app: TestApp; clock: ManualClock }> {
   const clock = new ManualClock(NOW);
   const app = await startTestApp(
-    { imputation: { maxGapMs: 6 * 3_600_000, trainingDays: 7, maxTrainingRows: 1_500 } },
+    { imputation: { model, maxGapMs: 6 * 3_600_000, trainingDays: 7, maxTrainingRows: 1_500 } },
     undefined,
     { clock },
   );
@@ -117,7 +120,7 @@ describe('the daily imputation workflow', () => {
     'fills short gaps from HTTP-ingested nulls, flags them everywhere, and imputes nothing twice',
     { timeout: 120_000 },
     async () => {
-      const { app } = await start();
+      const { app, clock } = await start('forest');
       await post(app, day.readings(true));
 
       const first = await runImputation(app);
@@ -211,6 +214,7 @@ describe('the daily imputation workflow', () => {
 
       // A second run: only the long gap is missing, and it stays missing; nothing is written.
       const imputationsBefore = await lakeKeys(app, 'imputations/');
+      clock.advance(60_000); // runs list newest first: the second starts a minute later
       const second = await runImputation(app);
       expect(second.run.state).toBe('succeeded');
       expect(output(second, 'find')).toEqual({ missing: hiddenLong.length, sensors: 1 });

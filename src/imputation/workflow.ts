@@ -36,13 +36,13 @@ import { isCanopyError } from '../core/errors.js';
 import type { ObjectStore } from '../core/object-store.js';
 import type { HotStore } from '../core/store.js';
 import type { CanopyConfig } from '../config/schema.js';
-import { listModels, saveModel } from '../ml/index.js';
+import { listModels, saveModel, type SeriesFrame } from '../ml/index.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { Housekeeping } from '../runtime/housekeeping.js';
 import type { TaskContext, WorkflowDefinition } from '../workflows/definition.js';
 import type { LakeJobs } from '../workflows/jobs.js';
-import { dayBefore } from '../workflows/platform.js';
+import { dateParam, dayBefore } from '../workflows/platform.js';
 import {
   findMissing,
   imputedKeys,
@@ -61,6 +61,7 @@ import {
   wantedFeatures,
   type Prediction,
   type PredictionTarget,
+  type ModelWanted,
   type TrainJob,
 } from './sensor-models.js';
 import { runInWorker, type PredictionSummary } from './worker-protocol.js';
@@ -99,12 +100,6 @@ interface PredictionJob {
   runId: string;
 }
 
-function dateParam(params: Readonly<Record<string, unknown>>): string {
-  const date = params.date;
-  if (typeof date !== 'string') throw new Error('this run has no `date` parameter');
-  return date;
-}
-
 function dayStart(date: string): number {
   return Date.parse(`${date}T00:00:00Z`);
 }
@@ -135,7 +130,11 @@ async function planSensors(deps: ImputationDeps, date: string): Promise<SensorPl
   const known = await deps.hotStore.listSensors();
   const byId = new Map(known.map((s) => [s.sensorId, s]));
   const bySensor = new Map<string, MissingReading[]>();
-  for (const r of missing) bySensor.set(r.sensorId, [...(bySensor.get(r.sensorId) ?? []), r]);
+  for (const r of missing) {
+    const rows = bySensor.get(r.sensorId);
+    if (rows) rows.push(r);
+    else bySensor.set(r.sensorId, [r]);
+  }
   return [...bySensor].map(([sensorId, rows]) => {
     const location = byId.get(sensorId)?.location ?? rows[0]!.location;
     const colocated =
@@ -167,21 +166,14 @@ async function train(deps: ImputationDeps, ctx: TaskContext): Promise<TrainOutpu
     const history = await readHistory(deps.lake, workDir(config), plan.measures, from, date);
     const stepMs = sensorStep(plan.intervalMs, history, plan.sensorId);
     const frame = gridFrame(history, plan.measures, stepMs, dayStart(from), dayStart(date) + DAY);
-    const name = sensorModelName(plan.sensorId);
-    const wanted = {
-      name,
-      kind: settings.model,
-      features: wantedFeatures(frame, plan.sensorId),
-      maxGapSteps: maxGapStepsFor(settings.maxGapMs, stepMs),
-      trainedAfter: deps.now() - settings.retrainDays * DAY,
-    };
-    if ((await listModels(deps.lake, name)).some((m) => modelMatches(m, wanted))) {
+    const wanted = wantedModel(deps, plan.sensorId, frame, deps.now() - settings.retrainDays * DAY);
+    if ((await listModels(deps.lake, wanted.name)).some((m) => modelMatches(m, wanted))) {
       reused++;
       continue;
     }
     jobs.push({
       sensorId: plan.sensorId,
-      name,
+      name: wanted.name,
       kind: wanted.kind,
       frame: frameToJson(frame),
       maxGapSteps: wanted.maxGapSteps,
@@ -207,21 +199,32 @@ async function train(deps: ImputationDeps, ctx: TaskContext): Promise<TrainOutpu
   return { trained, reused, untrainable };
 }
 
-/** The newest stored model of the sensor that matches what is wanted now. */
+/** What the sensor's model must be for a frame of its location, trained after `trainedAfter`. */
+function wantedModel(
+  deps: ImputationDeps,
+  sensorId: string,
+  frame: SeriesFrame,
+  trainedAfter: number,
+): ModelWanted {
+  return {
+    name: sensorModelName(sensorId),
+    kind: deps.config.imputation.model,
+    features: wantedFeatures(frame, sensorId),
+    maxGapSteps: maxGapStepsFor(deps.config.imputation.maxGapMs, frame.stepMs),
+    trainedAfter,
+  };
+}
+
+/** The newest stored model of the sensor that matches what is wanted now (of any age). */
 async function currentModel(
   deps: ImputationDeps,
-  plan: SensorPlan,
-  frame: ReturnType<typeof gridFrame>,
+  sensorId: string,
+  frame: SeriesFrame,
 ): Promise<{ name: string; version: string } | undefined> {
-  const name = sensorModelName(plan.sensorId);
-  const wanted = {
-    name,
-    kind: deps.config.imputation.model,
-    features: wantedFeatures(frame, plan.sensorId),
-    maxGapSteps: maxGapStepsFor(deps.config.imputation.maxGapMs, frame.stepMs),
-    trainedAfter: -Infinity,
-  };
-  const matching = (await listModels(deps.lake, name)).filter((m) => modelMatches(m, wanted));
+  const wanted = wantedModel(deps, sensorId, frame, -Infinity);
+  const matching = (await listModels(deps.lake, wanted.name)).filter((m) =>
+    modelMatches(m, wanted),
+  );
   const newest = matching.at(-1);
   return newest && { name: newest.name, version: newest.version };
 }
@@ -236,7 +239,7 @@ async function features(deps: ImputationDeps, ctx: TaskContext) {
     const history = await readHistory(deps.lake, workDir(config), plan.measures, from, to);
     const stepMs = sensorStep(plan.intervalMs, history, plan.sensorId);
     const frame = gridFrame(history, plan.measures, stepMs, dayStart(from), dayStart(to) + DAY);
-    const model = await currentModel(deps, plan, frame);
+    const model = await currentModel(deps, plan.sensorId, frame);
     if (model === undefined) {
       withoutModel.push(plan.sensorId);
       continue;
@@ -256,10 +259,14 @@ async function features(deps: ImputationDeps, ctx: TaskContext) {
   };
 }
 
+/** Delays between tries to hand a finished prediction to the runner (a store write can fail). */
+const COMPLETE_RETRY_MS = [500, 1_000, 2_000, 4_000, 8_000];
+
 /**
  * Starts the worker for a prediction job and completes the job's token with
- * its summary (or its error). Removes the job file once the token is
- * completed or unknown (the run moved on).
+ * its summary (or its error), retrying while the runner cannot record it.
+ * Removes the job file once the token is completed or unknown (the run moved
+ * on), unless a newer attempt has replaced the file with its own token.
  */
 function launchPrediction(deps: ImputationDeps, job: PredictionJob): void {
   const file = path.join(jobsDir(deps.config), `${job.runId}.json`);
@@ -270,24 +277,44 @@ function launchPrediction(deps: ImputationDeps, job: PredictionJob): void {
     dataDir: deps.config.dataDir,
     runId: job.runId,
   };
+  const complete = async (result: { output: unknown } | { error: string }) => {
+    const completeCallback = deps.callbacks.complete;
+    if (!completeCallback) throw new Error('imputation callbacks are not wired to a runner');
+    for (let attempt = 0; ; attempt++) {
+      if (deps.stopping.aborted) return false;
+      try {
+        await completeCallback(job.token, result);
+        return true;
+      } catch (err) {
+        if (isCanopyError(err, 'CANOPY_WORKFLOW_CALLBACK_UNKNOWN')) {
+          log.warn('prediction finished for a task that no longer waits; dropped');
+          return true;
+        }
+        const delay = COMPLETE_RETRY_MS[attempt];
+        if (delay === undefined) throw err;
+        log.warn({ err, delay }, 'could not complete the prediction callback; retrying');
+        await new Promise((resolve) => setTimeout(resolve, delay));
+      }
+    }
+  };
   void runInWorker(request, deps.stopping)
     .then(
       ({ summary }) => ({ output: summary }),
       (err: unknown) => ({ error: err instanceof Error ? err.message : String(err) }),
     )
     .then(async (result) => {
-      if (deps.stopping.aborted) return;
-      const complete = deps.callbacks.complete;
-      if (!complete) throw new Error('imputation callbacks are not wired to a runner');
-      try {
-        await complete(job.token, result);
-      } catch (err) {
-        if (!isCanopyError(err, 'CANOPY_WORKFLOW_CALLBACK_UNKNOWN')) throw err;
-        log.warn('prediction finished for a task that no longer waits; dropped');
-      }
-      rmSync(file, { force: true });
+      if (deps.stopping.aborted || !(await complete(result))) return;
+      if (readJob(file)?.token === job.token) rmSync(file, { force: true });
     })
     .catch((err: unknown) => log.error({ err }, 'completing the prediction callback failed'));
+}
+
+function readJob(file: string): PredictionJob | undefined {
+  try {
+    return JSON.parse(readFileSync(file, 'utf8')) as PredictionJob;
+  } catch {
+    return undefined;
+  }
 }
 
 function startPrediction(deps: ImputationDeps, ctx: TaskContext, token: string): Promise<void> {
@@ -316,11 +343,9 @@ export function resumePredictions(deps: ImputationDeps): number {
   }
   for (const name of names) {
     const file = path.join(jobsDir(deps.config), name);
-    let job: PredictionJob;
-    try {
-      job = JSON.parse(readFileSync(file, 'utf8')) as PredictionJob;
-    } catch (err) {
-      deps.logger.warn({ err, file }, 'unreadable imputation job file; removed');
+    const job = readJob(file);
+    if (job === undefined) {
+      deps.logger.warn({ file }, 'unreadable imputation job file; removed');
       rmSync(file, { force: true });
       continue;
     }

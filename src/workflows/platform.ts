@@ -62,7 +62,8 @@ export function dayBefore(timezone: string, slot: number): string {
   return new Date(Date.parse(`${today}T00:00:00Z`) - DAY).toISOString().slice(0, 10);
 }
 
-function dateParam(params: Readonly<Record<string, unknown>>): string {
+/** The run's `date` parameter (YYYY-MM-DD); throws when the run has none. */
+export function dateParam(params: Readonly<Record<string, unknown>>): string {
   const date = params.date;
   if (typeof date !== 'string') throw new Error('this run has no `date` parameter');
   return date;
