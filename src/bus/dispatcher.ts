@@ -13,7 +13,8 @@
  *   than handing the batch back to the broker keeps a key's order (a broker
  *   would deliver newer messages of the key meanwhile). Records whose
  *   deliveries reach `maxDeliver` (0: no limit) are given up: acknowledged
- *   with their batch, counted and logged.
+ *   with their batch, counted and logged. A handler's failure is its whole
+ *   batch's: partition-mates in one batch count their deliveries together.
  * - A handled batch is acknowledged through the adapter's `ack`, always in
  *   partition order (Kafka commits offsets, which must not skip a record).
  */
@@ -65,10 +66,6 @@ export class Dispatcher<T> {
   /** How many more records may be pushed now. */
   get room(): number {
     return this.state === 'running' ? Math.max(0, this.o.maxInFlight - this.heldCount) : 0;
-  }
-
-  get held(): number {
-    return this.heldCount;
   }
 
   get active(): boolean {

@@ -305,13 +305,15 @@ export class KafkaBus implements Bus {
   }
 
   private toDelivery(m: KafkaMessage): BusDelivery {
-    const decoded = decodeBusMessage(m.value);
+    // Typed as always set, but a record written by another producer may have no key or value.
+    const value = (m.value as Buffer | undefined) ?? Buffer.alloc(0);
+    const decoded = decodeBusMessage(value);
     if (decoded.ok) return { message: decoded.message, partition: m.partition, deliveryCount: 1 };
     return {
       message: {
-        key: m.key.toString('utf8'),
+        key: (m.key as Buffer | undefined)?.toString('utf8') ?? '',
         source: 'bus',
-        payload: Buffer.from(m.value),
+        payload: Buffer.from(value),
         origin: `${m.topic}/${m.partition}@${m.offset}`,
         receivedAt: Number(m.timestamp),
       },

@@ -206,7 +206,8 @@ export class NatsBus implements Bus {
   async publish(messages: readonly BusMessage[]): Promise<void> {
     if (this.closed) throw closedError();
     const stopTimer = this.o.metrics?.busPublishDuration.startTimer({ adapter: ADAPTER });
-    const all = Promise.all(
+    // Settled together, so a failure is reported only once no publish of the call is in flight.
+    const all = Promise.allSettled(
       messages.map((message) =>
         this.js.publish(
           `${this.o.subjectPrefix}.${partitionOf(message.key, this.partitions)}`,
@@ -216,16 +217,15 @@ export class NatsBus implements Bus {
       ),
     );
     this.publishes.add(all);
-    try {
-      await all;
-    } catch (cause) {
+    const results = await all.finally(() => this.publishes.delete(all));
+    const failed = results.find((r) => r.status === 'rejected');
+    if (failed !== undefined) {
+      const cause: unknown = failed.reason;
       throw new CanopyError(
         'CANOPY_BUS_UNAVAILABLE',
         `JetStream did not acknowledge a publish to stream ${this.o.stream}: ${(cause as Error).message}`,
         { cause },
       );
-    } finally {
-      this.publishes.delete(all);
     }
     stopTimer?.();
     this.o.metrics?.busPublished.inc({ adapter: ADAPTER }, messages.length);
@@ -369,7 +369,7 @@ export class NatsBus implements Bus {
     this.closed = true;
     this.stopLagSampling();
     await Promise.all([...this.subscriptions].map((running) => this.abandon(running)));
-    await Promise.allSettled([...this.publishes]);
+    await Promise.all([...this.publishes]);
     await this.nc.close();
   }
 }
