@@ -32,6 +32,7 @@ import type { CatalogTable, QualityHistory } from '../lake/index.js';
 import { parseLimit, parseTimeParam, optionalString } from './params.js';
 import { registerAlertRoutes, type AlertApiDeps } from './alerts.js';
 import { registerAuth, type AuthApiDeps } from './auth.js';
+import { registerRateLimit, type HttpRateLimit } from './rate-limit.js';
 import { registerWorkflowRoutes, type WorkflowApiDeps } from './workflows.js';
 import { registerImputationRoutes } from './imputation.js';
 import { registerDashboardRoutes, type DashboardDeps } from './dashboard.js';
@@ -66,7 +67,14 @@ export interface ApiDeps {
   dashboard?: DashboardDeps;
   /** Authentication, sessions and credentials (src/api/auth.ts); absent: every route open. */
   auth?: AuthApiDeps;
+  /** Requests per caller and window (src/api/rate-limit.ts); absent: no limit. */
+  rateLimit?: HttpRateLimit;
+  /** Serve HTTPS with this certificate and key, and send HSTS; absent: plain HTTP. */
+  tls?: { cert: Buffer; key: Buffer; ca?: Buffer };
 }
+
+/** Browsers that once reached Canopy over HTTPS refuse plain HTTP to it for 180 days. */
+const HSTS = 'max-age=15552000; includeSubDomains';
 
 const FORMAT_BY_MEDIA_TYPE: Record<string, PayloadFormat> = {
   'application/json': 'json',
@@ -128,6 +136,8 @@ export function buildApi(deps: ApiDeps): FastifyInstance {
     }),
     genReqId: requestId,
     bodyLimit: deps.maxPayloadBytes,
+    // Typed as the plain HTTP instance: routes and hooks do not depend on the transport.
+    ...((deps.tls === undefined ? {} : { https: deps.tls }) as object),
   });
   const retryAfter = deps.retryAfterSeconds ?? 1;
 
@@ -141,11 +151,26 @@ export function buildApi(deps: ApiDeps): FastifyInstance {
 
   app.addHook('onRequest', (request, reply, done) => {
     reply.header('x-request-id', request.id);
+    if (deps.tls !== undefined) reply.header('strict-transport-security', HSTS);
     done();
   });
 
   // Before any route: the hook applies to every route, including those of plugins.
   if (deps.auth) registerAuth(app, deps.auth);
+  // After the auth hook, so that it counts per principal.
+  if (deps.rateLimit) registerRateLimit(app, deps.rateLimit, deps.metrics);
+
+  // Once closing starts, a response to a request already in flight closes its connection:
+  // left keep-alive, an idle socket would hold `close()` open until keepAliveTimeout.
+  let closing = false;
+  app.addHook('preClose', (done) => {
+    closing = true;
+    done();
+  });
+  app.addHook('onSend', (_request, reply, payload, done) => {
+    if (closing) reply.header('connection', 'close');
+    done(null, payload);
+  });
 
   app.addHook('onResponse', (request, reply, done) => {
     deps.metrics.httpDuration.observe(

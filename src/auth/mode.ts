@@ -20,6 +20,14 @@ export function isLoopback(host: string): boolean {
   return net.isIPv4(v4) && v4.startsWith('127.');
 }
 
+/**
+ * Whether a rate limit applies: as set, else on for a listener beyond loopback
+ * (the local demo and benchmarks run unthrottled).
+ */
+export function rateLimitEnabled(enabled: boolean | undefined, host: string): boolean {
+  return enabled ?? !isLoopback(host);
+}
+
 /** The listeners reachable from beyond this machine, as `name host:port`. */
 export function exposedListeners(config: CanopyConfig): string[] {
   const exposed: string[] = [];

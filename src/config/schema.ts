@@ -6,9 +6,19 @@
  * Defaults give the embedded mode: one process, no external servers.
  */
 import { z } from 'zod';
+import { allowedHostsProblems, hostOf, isHostAllowed } from '../alerts/notifiers/allowed-hosts.js';
 
 const port = z.number().int().min(0).max(65535);
 const positiveMs = z.number().int().positive();
+
+/** A certificate and its private key in PEM files, read once at start-up. */
+const tlsFiles = {
+  certFile: z.string().min(1).describe('PEM certificate (chain) file.'),
+  keyFile: z
+    .string()
+    .min(1)
+    .describe('PEM private key file. Secret: its contents are never logged.'),
+};
 
 const range = z
   .strictObject({
@@ -198,6 +208,11 @@ export const configSchema = z.strictObject({
     .string()
     .default('./data')
     .describe('Where the hot store, the local lake and temporary export files live.'),
+  shutdownTimeoutMs: positiveMs
+    .default(30_000)
+    .describe(
+      'How long stopping may take (sources stop, in-flight requests finish, the pipeline drains); past it, stopping fails and `canopy up` exits with status 1. Every acknowledged reading is already committed, so that exit loses none.',
+    ),
   log: z
     .strictObject({
       level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
@@ -220,6 +235,38 @@ export const configSchema = z.strictObject({
         .describe(
           'Folder of the built dashboard served at `/` (`index.html`, `assets/`); default `web/dist` of the Canopy package (`npm run build:web`).',
         ),
+      tls: z
+        .strictObject({
+          ...tlsFiles,
+          caFile: z
+            .string()
+            .min(1)
+            .optional()
+            .describe('PEM CA bundle sent with the certificate chain (intermediates).'),
+        })
+        .optional()
+        .describe(
+          'Serve HTTPS from these files; also sends `Strict-Transport-Security` and marks the session cookie `Secure`.',
+        ),
+      rateLimit: z
+        .strictObject({
+          enabled: z
+            .boolean()
+            .optional()
+            .describe(
+              'Unset: on when the API listens beyond loopback (`http.host`), off on loopback (the local demo and benchmarks).',
+            ),
+          max: z
+            .number()
+            .int()
+            .positive()
+            .default(6_000)
+            .describe(
+              'Requests one API key, session or (without credentials) client address may make per window; beyond it the API answers 429 `CANOPY_API_RATE_LIMITED` with `Retry-After`. Health and readiness probes are not counted.',
+            ),
+          windowMs: positiveMs.default(60_000).describe('The window `max` counts over.'),
+        })
+        .prefault({}),
     })
     .prefault({}),
   auth: z
@@ -265,6 +312,33 @@ export const configSchema = z.strictObject({
             .array(z.string())
             .default(['iot/data', 'sensors/#'])
             .describe('Topic filters whose messages are ingested.'),
+          tls: z
+            .strictObject(tlsFiles)
+            .optional()
+            .describe('Accept MQTT over TLS (MQTTS) only, from these files, on `port`.'),
+          publishRateLimit: z
+            .strictObject({
+              enabled: z
+                .boolean()
+                .optional()
+                .describe(
+                  'Unset: on when the broker listens beyond loopback (`mqtt.embedded.host`), off on loopback.',
+                ),
+              perSecond: z
+                .number()
+                .positive()
+                .default(50)
+                .describe(
+                  'Publishes per second each device (each client id without authentication) earns, a token bucket; over the limit a publish is refused without PUBACK and the client disconnected (`canopy_mqtt_publishes_rate_limited_total`).',
+                ),
+              burst: z
+                .number()
+                .int()
+                .positive()
+                .default(500)
+                .describe('Publishes a client id may make at once after a quiet spell.'),
+            })
+            .prefault({}),
         })
         .prefault({}),
       client: z
@@ -281,6 +355,36 @@ export const configSchema = z.strictObject({
           topics: z.array(z.string()).default(['iot/data', 'sensors/#']),
           username: z.string().optional(),
           password: z.string().optional().describe('Secret: never logged.'),
+          tls: z
+            .strictObject({
+              caFile: z
+                .string()
+                .min(1)
+                .optional()
+                .describe(
+                  'PEM CA bundle the broker’s certificate must chain to (default: system CAs).',
+                ),
+              certFile: z
+                .string()
+                .min(1)
+                .optional()
+                .describe('PEM client certificate (mutual TLS).'),
+              keyFile: z
+                .string()
+                .min(1)
+                .optional()
+                .describe(
+                  'PEM key of the client certificate. Secret: its contents are never logged.',
+                ),
+              rejectUnauthorized: z
+                .boolean()
+                .default(true)
+                .describe(
+                  'Refuse a broker certificate that does not verify; false only for testing.',
+                ),
+            })
+            .optional()
+            .describe('TLS settings for an `mqtts://` URL.'),
           cleanSession: z
             .boolean()
             .default(false)
@@ -317,6 +421,14 @@ export const configSchema = z.strictObject({
         .positive()
         .default(20_000)
         .describe('Most readings written in one group commit.'),
+      maxSensors: z
+        .number()
+        .int()
+        .positive()
+        .default(100_000)
+        .describe(
+          'Most distinct sensor ids Canopy registers (label cardinality); readings of further new sensors are rejected (TOO_MANY_SENSORS).',
+        ),
       wideCsv: z
         .record(z.string(), wideCsvMapping)
         .default({})
@@ -601,6 +713,29 @@ export const configSchema = z.strictObject({
         .positive()
         .default(90)
         .describe('Resolved alerts, their history and notifications are deleted after this.'),
+      allowedHosts: z
+        .array(z.string())
+        .default([])
+        .describe(
+          'Hosts webhook and Slack notifiers may call: hostnames, `*.domain` for subdomains, IP addresses or CIDR blocks. A notifier URL naming another host fails validation. Empty: any host.',
+        ),
+    })
+    .superRefine((alerting, ctx) => {
+      for (const problem of allowedHostsProblems(alerting.allowedHosts)) {
+        ctx.addIssue({ code: 'custom', path: ['allowedHosts'], message: problem });
+      }
+      for (const [name, n] of Object.entries(alerting.notifiers)) {
+        if (
+          (n.kind === 'webhook' || n.kind === 'slack') &&
+          !isHostAllowed(n.url, alerting.allowedHosts)
+        ) {
+          ctx.addIssue({
+            code: 'custom',
+            path: ['notifiers', name, 'url'],
+            message: `host ${JSON.stringify(hostOf(n.url))} is not in alerting.allowedHosts (${alerting.allowedHosts.join(', ')})`,
+          });
+        }
+      }
     })
     .prefault({}),
   workflows: z

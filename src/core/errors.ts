@@ -60,6 +60,11 @@ export const ERROR_CODES = {
     status: 404,
     summary: 'No such route or resource.',
   },
+  CANOPY_API_RATE_LIMITED: {
+    status: 429,
+    summary:
+      'The API key, session or client address made more requests than `http.rateLimit` allows in its window; retry after the `Retry-After` seconds.',
+  },
   CANOPY_API_INTERNAL: {
     status: 500,
     summary: 'An unexpected failure inside Canopy; the log has the detail. Please report it.',
@@ -78,6 +83,11 @@ export const ERROR_CODES = {
     status: 409,
     summary:
       'A user with that username, or an active device with that id, exists already (revoke a device before giving it new credentials).',
+  },
+  CANOPY_SHUTDOWN_TIMEOUT: {
+    status: 500,
+    summary:
+      'Stopping took longer than `shutdownTimeoutMs`; `canopy up` exits anyway (status 1). Acknowledged readings were committed before they were acknowledged, so none is lost.',
   },
   CANOPY_SOURCE_START_FAILED: {
     status: 500,
@@ -280,10 +290,15 @@ export const REJECT_REASONS = {
   MISSING_TIMESTAMP: 'No `timestamp` (or `event_time`, `ts`).',
   INVALID_TIMESTAMP: 'The timestamp is neither ISO 8601 nor epoch seconds/milliseconds.',
   FUTURE_TIMESTAMP: 'The timestamp is more than `ingest.maxFutureSkewMs` ahead of the clock.',
+  TIMESTAMP_OUT_OF_RANGE: 'The timestamp lies before the year 1 or after the year 9999.',
   MISSING_VALUE: 'No `value` field (send `null` for a known-missing value).',
   INVALID_VALUE: 'The value is not a finite number or null.',
   INVALID_FIELD: 'An optional field has the wrong type (e.g. `anomaly_score` not a number).',
   STRING_TOO_LONG: 'A string field is longer than `ingest.maxStringLength`.',
+  NUL_CHARACTER:
+    'A string field (`location`, `sensor_type`, `unit`) contains a NUL character (U+0000), which the hot stores cannot hold.',
+  TOO_MANY_SENSORS:
+    'The reading is from a sensor id Canopy has not seen, and `ingest.maxSensors` distinct sensors are registered already.',
   POLL_HTTP_ERROR: 'A polled endpoint answered with an HTTP error status.',
   POLL_FAILED: 'A polled endpoint could not be reached or timed out after all retries.',
   BUS_MESSAGE_UNREADABLE:

@@ -9,6 +9,7 @@
  * fields explicitly.
  */
 import type { Candidate } from '../core/ingest.js';
+import { recordText } from './rejection.js';
 
 export class JsonCandidate implements Candidate {
   readonly record: unknown;
@@ -22,10 +23,10 @@ export class JsonCandidate implements Candidate {
     this.cachedRaw = raw;
   }
 
-  /** The record's text: the given source text, or JSON.stringify of the record. */
+  /** The record's text: the given source text, or the record as JSON (see {@link recordText}). */
   get raw(): string {
     if (this.cachedRaw === undefined) {
-      this.cachedRaw = JSON.stringify(this.record) ?? String(this.record);
+      this.cachedRaw = recordText(this.record);
     }
     return this.cachedRaw;
   }

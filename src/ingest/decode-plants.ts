@@ -12,7 +12,7 @@
  */
 import type { Candidate } from '../core/ingest.js';
 import { JsonCandidate } from './candidate.js';
-import { errorText, rejection, show, tooManyReadings, typeName } from './rejection.js';
+import { errorText, recordText, rejection, show, tooManyReadings, typeName } from './rejection.js';
 import { isValidSensorId, SENSOR_ID_ALPHABET } from './sensor-id.js';
 import { parseTimestamp } from './timestamp.js';
 import type { DecodeResult, IngestLimits } from './types.js';
@@ -68,7 +68,7 @@ function decodePlant(plant: unknown, index: number, location: string, out: Decod
     return;
   }
   const p = plant as Record<string, unknown>;
-  const raw = JSON.stringify(plant);
+  const raw = recordText(plant);
   const id = p.plant_id;
   const plantId = plantIdOf(id);
   if (plantId === undefined) {

@@ -47,8 +47,13 @@ export function chunkFile(text: string, format: PayloadFormat): string[] {
     })();
     if (!Array.isArray(parsed)) return [text];
     const chunks: string[] = [];
-    for (let i = 0; i < parsed.length; i += FILE_CHUNK_RECORDS)
-      chunks.push(JSON.stringify(parsed.slice(i, i + FILE_CHUNK_RECORDS)));
+    try {
+      for (let i = 0; i < parsed.length; i += FILE_CHUNK_RECORDS)
+        chunks.push(JSON.stringify(parsed.slice(i, i + FILE_CHUNK_RECORDS)));
+    } catch {
+      // Nested deeper than JSON.stringify renders: one payload, and the decoder reports it.
+      return [text];
+    }
     return chunks;
   }
   const lines = text.split(/\r?\n/).filter((line) => line.trim() !== '');

@@ -26,6 +26,19 @@ export function rejectCandidate(
   return { reason, message, index: candidate.index, raw: candidate.raw };
 }
 
+/**
+ * A decoded record as text, for a rejection's raw. Never throws: JSON.parse
+ * accepts nesting deeper than JSON.stringify can render (a few kilobytes of
+ * `[` are enough), and such a record gets a placeholder naming why.
+ */
+export function recordText(record: unknown): string {
+  try {
+    return JSON.stringify(record) ?? String(record);
+  } catch (err) {
+    return `(record not renderable as JSON: ${errorText(err)})`;
+  }
+}
+
 /** Renders a value for a message: JSON where possible, cut to a readable length. */
 export function show(value: unknown): string {
   if (value === undefined) return 'nothing';

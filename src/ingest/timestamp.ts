@@ -12,6 +12,13 @@ import { parseDecimal } from './numbers.js';
 const MS_PER_DAY = 86_400_000;
 /** ECMAScript's Date range: ±100 000 000 days around the epoch. */
 const MAX_EPOCH_MS = 8.64e15;
+/**
+ * 0001-01-01T00:00:00Z and 9999-12-31T23:59:59.999Z: the event times a reading
+ * may carry. Every hot store, the lake's partition names and ISO 8601 text
+ * hold four-digit years only; validation rejects times outside.
+ */
+export const MIN_EVENT_TIME_MS = -62_135_596_800_000;
+export const MAX_EVENT_TIME_MS = 253_402_300_799_999;
 /** Numbers below this (in magnitude) are epoch seconds, above it epoch milliseconds (1e11 s ≈ year 5138). */
 const EPOCH_SECONDS_BELOW = 1e11;
 

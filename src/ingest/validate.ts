@@ -17,7 +17,7 @@ import type { Candidate } from '../core/ingest.js';
 import { parseDecimal } from './numbers.js';
 import { rejectCandidate, show, typeName } from './rejection.js';
 import { isValidSensorId, SENSOR_ID_ALPHABET } from './sensor-id.js';
-import { parseTimestamp } from './timestamp.js';
+import { MAX_EVENT_TIME_MS, MIN_EVENT_TIME_MS, parseTimestamp } from './timestamp.js';
 import type { DecodeOptions, IngestLimits, ValidationResult } from './types.js';
 
 type Fields = Record<string, unknown>;
@@ -130,6 +130,15 @@ export function validateInto(
       candidate,
       'INVALID_TIMESTAMP',
       `${tsField} ${show(tsValue)} of ${sensorId} is neither ISO 8601 nor epoch seconds/milliseconds`,
+    );
+    return;
+  }
+  if (eventTime < MIN_EVENT_TIME_MS || eventTime > MAX_EVENT_TIME_MS) {
+    reject(
+      out,
+      candidate,
+      'TIMESTAMP_OUT_OF_RANGE',
+      `${tsField} ${show(tsValue)} of ${sensorId} lies outside the years 1 to 9999`,
     );
     return;
   }
@@ -246,6 +255,15 @@ function expandMeasures(
           );
           continue;
         }
+        if (u.includes('\0')) {
+          reject(
+            out,
+            candidate,
+            'NUL_CHARACTER',
+            `units.${measure} of ${baseId} contains a NUL character: ${show(u)}`,
+          );
+          continue;
+        }
         unit = u.length === 0 ? null : u;
       } else if (u !== undefined && u !== null) {
         reject(
@@ -322,14 +340,21 @@ function optionalString(
   out: ValidationResult,
 ): string | null | undefined {
   if (typeof v === 'string') {
-    if (v.length <= maxLen) return v.length === 0 ? null : v;
-    reject(
-      out,
-      candidate,
-      'STRING_TOO_LONG',
-      `${field} is ${v.length} characters, limit ${maxLen}: ${show(v)}`,
-    );
-    return undefined;
+    if (v.length > maxLen) {
+      reject(
+        out,
+        candidate,
+        'STRING_TOO_LONG',
+        `${field} is ${v.length} characters, limit ${maxLen}: ${show(v)}`,
+      );
+      return undefined;
+    }
+    // PostgreSQL text cannot hold U+0000, so a label with one could never be stored.
+    if (v.includes('\0')) {
+      reject(out, candidate, 'NUL_CHARACTER', `${field} contains a NUL character: ${show(v)}`);
+      return undefined;
+    }
+    return v.length === 0 ? null : v;
   }
   if (v === undefined || v === null) return null;
   reject(

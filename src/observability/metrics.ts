@@ -222,6 +222,18 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly mqttPublishesRateLimited = new Counter({
+    name: 'canopy_mqtt_publishes_rate_limited_total',
+    help: 'MQTT publishes the embedded broker refused because their client id went over `mqtt.embedded.publishRateLimit` (the client is disconnected without PUBACK).',
+    registers: [this.registry],
+  });
+
+  readonly httpRateLimited = new Counter({
+    name: 'canopy_http_rate_limited_total',
+    help: 'HTTP requests answered 429 because their API key, session or address went over `http.rateLimit`.',
+    registers: [this.registry],
+  });
+
   readonly lakeFiles = new Gauge({
     name: 'canopy_lake_files',
     help: 'Data files (Parquet, JSON lines) in the lake, by layer (bronze, silver, gold, anomalies, deadletter; any other top-level folder as `other`), from the lake catalogue; refreshed at most once a minute at scrape time.',

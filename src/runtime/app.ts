@@ -13,13 +13,14 @@ import path from 'node:path';
 import type { AddressInfo } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import type { Clock } from '../core/clock.js';
+import { CanopyError } from '../core/errors.js';
 import { systemClock } from '../core/clock.js';
 import type { ObjectStore } from '../core/object-store.js';
 import type { HotStore } from '../core/store.js';
 import type { CanopyConfig } from '../config/schema.js';
 import { buildApi } from '../api/server.js';
 import { LiveFeed } from '../api/live.js';
-import { resolveAuthMode } from '../auth/mode.js';
+import { rateLimitEnabled, resolveAuthMode } from '../auth/mode.js';
 import { AuthService } from '../auth/service.js';
 import { openLakeQueries } from '../query/index.js';
 import { buildCatalog, lakeCacheDir, QualityHistory } from '../lake/index.js';
@@ -49,6 +50,7 @@ import { housekeepingIsWorkflow } from '../workflows/platform.js';
 import { startBus } from './bus.js';
 import { createPipeline, type IngestPipeline } from './pipeline.js';
 import { startSimulation } from './simulation.js';
+import { readPemFile, serverTlsOptions } from './tls.js';
 
 export interface CanopyApp {
   config: CanopyConfig;
@@ -159,13 +161,39 @@ export async function startCanopy(config: CanopyConfig, options: StartOptions): 
   // Filled as the parts start; `/readyz` reads the list on each request.
   const readiness: ReadinessCheck[] = [];
   const stops: (() => Promise<void>)[] = [];
-  const stopAll = async (): Promise<void> => {
+  const stopInOrder = async (): Promise<void> => {
     for (const stop of stops.splice(0).reverse()) {
       try {
+        const t0 = Date.now(); console.log('DBGSTOP start', stop.toString().slice(0, 80));
         await stop();
+        console.log('DBGSTOP done', Date.now() - t0);
       } catch (err) {
         logger.error({ err }, 'error during shutdown');
       }
+    }
+  };
+  /**
+   * Stops within `shutdownTimeoutMs` or rejects with CANOPY_SHUTDOWN_TIMEOUT,
+   * leaving the rest stopping in the background for the caller to exit over.
+   */
+  const stopAll = async (): Promise<void> => {
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () =>
+          reject(
+            new CanopyError(
+              'CANOPY_SHUTDOWN_TIMEOUT',
+              `stopping took longer than shutdownTimeoutMs (${config.shutdownTimeoutMs} ms)`,
+            ),
+          ),
+        config.shutdownTimeoutMs,
+      );
+    });
+    try {
+      await Promise.race([stopInOrder(), deadline]);
+    } finally {
+      clearTimeout(timer);
     }
   };
 
@@ -357,27 +385,40 @@ export async function startCanopy(config: CanopyConfig, options: StartOptions): 
           ? {}
           : { webDist: path.resolve(config.http.dashboardDir) }),
       },
+      ...(rateLimitEnabled(config.http.rateLimit.enabled, config.http.host)
+        ? { rateLimit: config.http.rateLimit }
+        : {}),
       auth: {
         mode: auth.mode,
         service: authService,
         publicMetrics: config.auth.publicMetrics,
-        secureCookies: config.auth.secureCookies,
+        // Over HTTPS the cookie must never travel in clear, whatever the setting says.
+        secureCookies: config.auth.secureCookies || config.http.tls !== undefined,
         metrics,
         onDeviceRevoked: (id) => broker?.disconnectDevice(id),
       },
+      ...(config.http.tls === undefined
+        ? {}
+        : { tls: serverTlsOptions(config.http.tls, 'http.tls') }),
     });
     let httpPort: number | null = null;
     if (config.http.enabled) {
       await api.listen({ host: config.http.host, port: config.http.port });
       httpPort = (api.server.address() as AddressInfo).port;
-      logger.info({ url: `http://${config.http.host}:${httpPort}` }, 'API listening');
+      const scheme = config.http.tls === undefined ? 'http' : 'https';
+      logger.info({ url: `${scheme}://${config.http.host}:${httpPort}` }, 'API listening');
     }
     stops.push(() => api.close());
 
     let mqttPort: number | null = null;
     if (config.mqtt.embedded.enabled) {
+      const { tls, publishRateLimit, ...embedded } = config.mqtt.embedded;
       const started = new EmbeddedMqttBroker({
-        ...config.mqtt.embedded,
+        ...embedded,
+        ...(rateLimitEnabled(publishRateLimit.enabled, embedded.host)
+          ? { publishRateLimit, clock }
+          : {}),
+        ...(tls === undefined ? {} : { tls: serverTlsOptions(tls, 'mqtt.embedded.tls') }),
         sink,
         logger: logger.child({ component: 'mqtt-broker' }),
         ...(auth.mode === 'required' && authService !== null ? { auth: authService } : {}),
@@ -395,8 +436,25 @@ export async function startCanopy(config: CanopyConfig, options: StartOptions): 
       });
     }
     if (config.mqtt.client.enabled) {
+      const { tls, ...options } = config.mqtt.client;
       const client = new MqttClientSource({
-        ...config.mqtt.client,
+        ...options,
+        ...(tls === undefined
+          ? {}
+          : {
+              tls: {
+                rejectUnauthorized: tls.rejectUnauthorized,
+                ...(tls.caFile === undefined
+                  ? {}
+                  : { ca: readPemFile(tls.caFile, 'mqtt.client.tls.caFile') }),
+                ...(tls.certFile === undefined
+                  ? {}
+                  : { cert: readPemFile(tls.certFile, 'mqtt.client.tls.certFile') }),
+                ...(tls.keyFile === undefined
+                  ? {}
+                  : { key: readPemFile(tls.keyFile, 'mqtt.client.tls.keyFile') }),
+              },
+            }),
         sink,
         logger: logger.child({ component: 'mqtt-client' }),
       });

@@ -26,7 +26,14 @@
 import { randomUUID } from 'node:crypto';
 import type { Clock } from '../core/clock.js';
 import { CanopyError } from '../core/errors.js';
-import type { DeadLetter, IngestMessage, IngestResult, IngestSink } from '../core/ingest.js';
+import type {
+  DeadLetter,
+  IngestMessage,
+  IngestResult,
+  IngestSink,
+  Rejection,
+} from '../core/ingest.js';
+import type { Reading } from '../core/reading.js';
 import type { HotStore, IngestReceipt, NewReading, SensorRecord } from '../core/store.js';
 import {
   BUILT_IN_WIDE_CSV_MAPPINGS,
@@ -52,6 +59,11 @@ export interface PipelineOptions {
   maxBatchReadings: number;
   /** Wide-CSV mappings a message may name in `wideCsvMapping`. */
   wideCsvMappings?: Readonly<Record<string, WideCsvMapping>>;
+  /**
+   * Most distinct sensor ids the registry holds (`ingest.maxSensors`); readings
+   * of further new sensors are rejected as TOO_MANY_SENSORS. Default: no cap.
+   */
+  maxSensors?: number;
   /** Bounds the `sensor_type` label of the accepted-readings counter (default: built-in types). */
   sensorTypeLabels?: SensorTypeLabels;
 }
@@ -147,7 +159,9 @@ export class IngestPipeline implements IngestSink {
 
   private async process(message: IngestMessage, key: string | undefined): Promise<IngestResult> {
     const now = this.o.clock.now();
-    const { readings, rejections } = decodeAndValidate(message, this.decodeOptions(message), now);
+    const validated = decodeAndValidate(message, this.decodeOptions(message), now);
+    const rejections = validated.rejections;
+    const readings = this.admitSensors(validated.readings, rejections);
     if (readings.length > 0 && this.pendingReadings + readings.length > this.o.maxPendingReadings) {
       this.o.metrics.overloadRejections.inc({ source: message.source });
       throw new CanopyError(
@@ -212,6 +226,36 @@ export class IngestPipeline implements IngestSink {
     for (const r of rejections)
       this.o.metrics.deadLetters.inc({ source: message.source, reason: r.reason });
     return { batchId, accepted: rows.length, rejected: rejections };
+  }
+
+  /**
+   * The readings whose sensor is registered or still fits under `maxSensors`;
+   * the others become TOO_MANY_SENSORS rejections. Every sensor id becomes a
+   * row in the sensors table and a series in every per-sensor view, so one
+   * device inventing ids must not grow them without bound.
+   */
+  private admitSensors(readings: Reading[], rejections: Rejection[]): Reading[] {
+    const max = this.o.maxSensors;
+    const registry = this.o.registry;
+    if (max === undefined || registry.registeredCount + readings.length <= max) return readings;
+    const admitted: Reading[] = [];
+    const newcomers = new Set<string>();
+    for (const reading of readings) {
+      const id = reading.sensorId;
+      if (registry.isRegistered(id) || newcomers.has(id)) {
+        admitted.push(reading);
+      } else if (registry.registeredCount + newcomers.size < max) {
+        newcomers.add(id);
+        admitted.push(reading);
+      } else {
+        rejections.push({
+          reason: 'TOO_MANY_SENSORS',
+          message: `sensor ${id} is new and ${max} distinct sensors are registered already (ingest.maxSensors)`,
+          raw: JSON.stringify(reading),
+        });
+      }
+    }
+    return admitted;
   }
 
   async submitDeadLetter(
@@ -363,6 +407,7 @@ export async function createPipeline(
     decode: { ...decode, limits: config.ingest },
     maxPendingReadings: config.ingest.maxPendingReadings,
     maxBatchReadings: config.ingest.maxBatchReadings,
+    maxSensors: config.ingest.maxSensors,
     wideCsvMappings: { ...BUILT_IN_WIDE_CSV_MAPPINGS, ...config.ingest.wideCsv },
     sensorTypeLabels: new SensorTypeLabels([
       ...Object.keys(config.sensorTypes),

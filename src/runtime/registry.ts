@@ -116,6 +116,16 @@ export class SensorRegistry {
     };
   }
 
+  /** True when the sensor is configured or already registered (it adds no new label value). */
+  isRegistered(sensorId: string): boolean {
+    return this.known.has(sensorId) || this.configured.has(sensorId);
+  }
+
+  /** Distinct sensor ids registered so far (configured ones included once persisted). */
+  get registeredCount(): number {
+    return this.known.size;
+  }
+
   /** Forget that a sensor was persisted (its upsert failed), so the next reading retries it. */
   forget(sensorId: string): void {
     this.known.delete(sensorId);

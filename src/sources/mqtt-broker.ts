@@ -18,9 +18,12 @@
  * them is refused: no PUBACK, and aedes closes the connection.
  */
 import net from 'node:net';
+import tls from 'node:tls';
 import type { AddressInfo } from 'node:net';
 import { Aedes, type AuthenticateError, type AuthErrorCode, type Client } from 'aedes';
 import type { Device } from '../core/auth.js';
+import { systemClock, type Clock } from '../core/clock.js';
+import { TokenBuckets, type TokenBucketLimit } from '../core/token-bucket.js';
 import { CanopyError } from '../core/errors.js';
 import type { IngestSink } from '../core/ingest.js';
 import type { Logger } from '../observability/logger.js';
@@ -46,6 +49,16 @@ export interface EmbeddedBrokerOptions {
   auth?: DeviceAuthenticator;
   /** Counts refused connections and publishes (`canopy_auth_failures_total`). */
   metrics?: Metrics;
+  /** Accept MQTT over TLS only (MQTTS), with this certificate and key; absent: plain TCP. */
+  tls?: { cert: Buffer; key: Buffer };
+  /**
+   * Publishes each device (each client id without authentication) may make,
+   * a token bucket; over it the publish is refused without PUBACK and the
+   * client disconnected. Absent: no limit.
+   */
+  publishRateLimit?: TokenBucketLimit;
+  /** Time for the rate limit; default the system clock. */
+  clock?: Clock;
 }
 
 const BAD_USERNAME_OR_PASSWORD = 4 as AuthErrorCode;
@@ -54,7 +67,7 @@ const SERVER_UNAVAILABLE = 3 as AuthErrorCode;
 
 export class EmbeddedMqttBroker {
   private broker: Aedes | undefined;
-  private server: net.Server | undefined;
+  private server: net.Server | tls.Server | undefined;
   private closed = false;
   /** The device each connected, authenticated client logged in as. */
   private readonly devices = new Map<Client, Device>();
@@ -128,8 +141,23 @@ export class EmbeddedMqttBroker {
     const broker = await Aedes.createBroker();
     this.broker = broker;
     if (this.o.auth) this.requireDevices(broker, this.o.auth);
+    const limit = this.o.publishRateLimit;
+    const buckets =
+      limit === undefined ? undefined : new TokenBuckets(limit, this.o.clock ?? systemClock);
     broker.authorizePublish = (client, packet, callback) => {
       if (packet.topic.startsWith('$SYS')) return callback(new Error('$SYS topics are reserved'));
+      // Keyed by device when logged in: a device may open sessions under several client ids.
+      const bucketKey = client === null ? undefined : (this.devices.get(client)?.id ?? client.id);
+      if (buckets !== undefined && bucketKey !== undefined && !buckets.take(bucketKey)) {
+        // MQTT 3.1.1 has no way to refuse one publish: the client is disconnected
+        // without PUBACK, and resends after reconnecting, which slows it down.
+        this.o.metrics?.mqttPublishesRateLimited.inc();
+        this.o.logger.warn(
+          { client: client?.id, bucket: bucketKey, topic: packet.topic, limit },
+          'MQTT publish over the rate limit refused; disconnecting',
+        );
+        return callback(new Error(`publish rate limit of ${limit!.perSecond}/s exceeded`));
+      }
       if (this.o.auth) {
         const device = client === null ? undefined : this.devices.get(client);
         if (!device?.topics.some((allowed) => topicMatches(allowed, packet.topic))) {
@@ -167,7 +195,14 @@ export class EmbeddedMqttBroker {
       this.o.logger.debug({ client: client.id, err: err.message }, 'mqtt client error');
     });
 
-    const server = net.createServer(broker.handle);
+    const server =
+      this.o.tls === undefined
+        ? net.createServer(broker.handle)
+        : tls.createServer(this.o.tls, broker.handle);
+    // A client that fails the TLS handshake (say, plain MQTT on this port) never reaches aedes.
+    server.on('tlsClientError', (err: Error) =>
+      this.o.logger.debug({ err: err.message }, 'MQTTS handshake failed'),
+    );
     this.server = server;
     const listen = (port: number): Promise<void> =>
       new Promise<void>((resolve, reject) => {
@@ -196,7 +231,7 @@ export class EmbeddedMqttBroker {
     }
     const port = (server.address() as AddressInfo).port;
     this.o.logger.info(
-      { host: this.o.host, port, topics: this.o.topics },
+      { host: this.o.host, port, topics: this.o.topics, tls: this.o.tls !== undefined },
       'embedded MQTT broker listening',
     );
     return port;

@@ -23,11 +23,20 @@ export interface MqttClientSourceOptions {
   username?: string | undefined;
   password?: string | undefined;
   cleanSession: boolean;
+  /** For `mqtts://`: CA to trust, client certificate and key, whether to verify the broker. */
+  tls?: { ca?: Buffer; cert?: Buffer; key?: Buffer; rejectUnauthorized: boolean };
   sink: IngestSink;
   logger: Logger;
   /** How long to wait for the first connection before start() fails. */
   connectTimeoutMs?: number;
 }
+
+/**
+ * Reconnect delays double from the first to the last and reset on a
+ * successful connection, so a broker down for long is not hammered.
+ */
+const FIRST_RECONNECT_DELAY_MS = 1_000;
+const LONGEST_RECONNECT_DELAY_MS = 30_000;
 
 export class MqttClientSource {
   private client: MqttClient | undefined;
@@ -42,8 +51,9 @@ export class MqttClientSource {
       clean: this.o.cleanSession,
       username: this.o.username,
       password: this.o.password,
+      ...this.o.tls,
       protocolVersion: 4,
-      reconnectPeriod: 1_000,
+      reconnectPeriod: FIRST_RECONNECT_DELAY_MS,
       connectTimeout: this.o.connectTimeoutMs ?? 10_000,
       // Re-subscribing is harmless and covers brokers that lost the session.
       resubscribe: true,
@@ -75,9 +85,26 @@ export class MqttClientSource {
     client.on('error', (err) =>
       this.o.logger.warn({ err: err.message, url: this.o.url }, 'mqtt client error'),
     );
-    client.on('reconnect', () =>
-      this.o.logger.debug({ url: this.o.url }, 'mqtt client reconnecting'),
-    );
+    // mqtt.js reads `reconnectPeriod` each time a connection closes: widening it here backs off.
+    let attempts = 0;
+    client.on('reconnect', () => {
+      attempts += 1;
+      const nextDelayMs = Math.min(
+        FIRST_RECONNECT_DELAY_MS * 2 ** attempts,
+        LONGEST_RECONNECT_DELAY_MS,
+      );
+      client.options.reconnectPeriod = nextDelayMs;
+      this.o.logger.warn(
+        { url: this.o.url, attempt: attempts, nextDelayMs },
+        'reconnecting to the MQTT broker',
+      );
+    });
+    client.on('connect', () => {
+      if (attempts > 0)
+        this.o.logger.info({ url: this.o.url, attempts }, 'MQTT client reconnected');
+      attempts = 0;
+      client.options.reconnectPeriod = FIRST_RECONNECT_DELAY_MS;
+    });
 
     try {
       await new Promise<void>((resolve, reject) => {

@@ -1,0 +1,1 @@
+ATTACH '{outside}/x.duckdb' AS x
