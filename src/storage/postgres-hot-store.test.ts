@@ -313,6 +313,34 @@ describe.runIf(postgres)('PostgresHotStore (PostgreSQL specifics)', () => {
     }
   });
 
+  it('fails an append whose connection the server ends between queries, without crashing, and commits the next one', async () => {
+    const app = `canopy_terminate_${randomUUID().slice(0, 8)}`;
+    const h = harness({ connectionString: `${PG_TEST_URL}?application_name=${app}` });
+    await h.store.open();
+    // Large enough that encoding it (after BEGIN, before the first statement) takes a while.
+    const big = Array.from({ length: 200_000 }, (_, i) => reading({ eventTime: BASE + i }));
+    const append = h.store.append(big, []);
+    append.catch(() => undefined);
+    // What a server shutdown does to every session; only this store's, found by its name.
+    let terminated = 0;
+    while (terminated === 0) {
+      const [row] = await sql<{ n: number }>(
+        `SELECT count(pg_terminate_backend(pid))::int AS n FROM pg_stat_activity
+          WHERE application_name = $1 AND state = 'idle in transaction'`,
+        [app],
+      );
+      terminated = row?.n ?? 0;
+    }
+    const failure = await append.then(
+      () => 'stored',
+      (err: unknown) => (isCanopyError(err) ? err.code : String(err)),
+    );
+    expect(failure).toBe('CANOPY_STORE_COMMIT_FAILED');
+    expect(await h.store.countReadings()).toBe(0);
+    await h.store.append([reading()], []);
+    expect(await h.store.countReadings()).toBe(1);
+  });
+
   it('exports the same Parquet files as the DuckDB store for the same rows', async () => {
     const { store } = harness();
     await store.open();

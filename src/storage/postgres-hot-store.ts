@@ -35,7 +35,7 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import { DuckDBInstance } from '@duckdb/node-api';
-import pg from 'pg';
+import type pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
 import { pino, type Logger } from 'pino';
 import { systemClock, type Clock } from '../core/clock.js';
@@ -61,7 +61,7 @@ import type {
 } from '../core/store.js';
 import { offlineDuckDbOptions } from './duckdb-file.js';
 import { copyReadingsToParquet, DUCKDB_HOT_STORE_DDL, stageReadings } from './duckdb-hot-store.js';
-import { describePostgresTarget, inPostgresTransaction } from './postgres.js';
+import { describePostgresTarget, inPostgresTransaction, openPostgresPool } from './postgres.js';
 import {
   checkLimit,
   checkOptionalTime,
@@ -287,9 +287,11 @@ export class PostgresHotStore implements HotStore {
 
   private async openNow(): Promise<void> {
     this.state = 'opening';
-    const pool = new pg.Pool(this.poolConfig);
-    // An idle client's error (server restart) must not crash the process; the next query reports it.
-    pool.on('error', (err) => this.log.warn({ err }, 'idle PostgreSQL client failed'));
+    // An append encodes its rows between BEGIN and COPY: a server that goes
+    // away then must fail the commit, not the process (see openPostgresPool).
+    const pool = openPostgresPool(this.poolConfig, (err, when) =>
+      this.log.warn({ err, when }, 'PostgreSQL connection lost'),
+    );
     try {
       await inPostgresTransaction(pool, (client) => this.migrate(client));
       await inPostgresTransaction(pool, async (client) => {

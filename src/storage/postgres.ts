@@ -3,7 +3,7 @@
  * connection is named in logs and errors (never with its password), and one
  * transaction on one pooled client.
  */
-import type pg from 'pg';
+import pg from 'pg';
 
 export interface PostgresTarget {
   connectionString?: string | undefined;
@@ -11,6 +11,25 @@ export interface PostgresTarget {
   port?: number | undefined;
   user?: string | undefined;
   database?: string | undefined;
+}
+
+/**
+ * A pool whose connections' failures never crash the process. `pg.Pool`
+ * listens for errors only on idle clients; a checked-out client with no
+ * query running (an adapter between two statements of a transaction) that
+ * loses its server (shutdown: FATAL 57P01) would emit 'error' with nobody
+ * listening. Every client is watched for its whole life instead: the
+ * transaction's next query then fails, its ROLLBACK fails too, and
+ * `inPostgresTransaction` discards the client; the next call connects anew.
+ */
+export function openPostgresPool(
+  config: pg.PoolConfig,
+  onError: (err: Error, when: 'idle' | 'in use') => void,
+): pg.Pool {
+  const pool = new pg.Pool(config);
+  pool.on('error', (err) => onError(err, 'idle'));
+  pool.on('connect', (client) => client.on('error', (err) => onError(err, 'in use')));
+  return pool;
 }
 
 /** `postgres://user@host:port/database`, without the password. */

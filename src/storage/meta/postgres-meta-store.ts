@@ -9,7 +9,7 @@
  * Migrations at `open` run under a transaction-scoped advisory lock, so two
  * processes starting together migrate one after the other.
  */
-import pg from 'pg';
+import type pg from 'pg';
 import { pino, type Logger } from 'pino';
 import type {
   Alert,
@@ -56,7 +56,7 @@ import {
 } from './meta-sql.js';
 import * as auth from './postgres-auth.js';
 import * as workflows from './postgres-workflows.js';
-import { describePostgresTarget, inPostgresTransaction } from '../postgres.js';
+import { describePostgresTarget, inPostgresTransaction, openPostgresPool } from '../postgres.js';
 
 export interface PostgresMetaStoreOptions {
   /** `postgres://user:password@host:port/database`; when set, the fields below are ignored except `schema`. */
@@ -210,9 +210,9 @@ export class PostgresMetaStore implements MetaStore {
   }
 
   private async openNow(): Promise<void> {
-    const pool = new pg.Pool(this.poolConfig);
-    // An idle client's error (server restart) must not crash the process; the next query reports it.
-    pool.on('error', (err) => this.log.warn({ err }, 'idle PostgreSQL client failed'));
+    const pool = openPostgresPool(this.poolConfig, (err, when) =>
+      this.log.warn({ err, when }, 'PostgreSQL connection lost'),
+    );
     try {
       await inPostgresTransaction(pool, async (client) => {
         await client.query('SELECT pg_advisory_xact_lock(hashtext($1))', [

@@ -14,7 +14,7 @@
  * window, so two loaders of the same window run one after the other instead
  * of failing on each other's keys; the DDL at open takes one too.
  */
-import pg from 'pg';
+import type pg from 'pg';
 import { CanopyError } from '../../core/errors.js';
 import {
   DIM_SENSORS_LEDGER_KEY,
@@ -44,7 +44,7 @@ import {
   schemaDdl,
   type Dialect,
 } from './sql.js';
-import { describePostgresTarget, inPostgresTransaction } from '../postgres.js';
+import { describePostgresTarget, inPostgresTransaction, openPostgresPool } from '../postgres.js';
 
 export interface PostgresWarehouseOptions {
   /** `postgres://user:password@host:port/database`; when set, the fields below are ignored except `schema`. */
@@ -129,9 +129,8 @@ export class PostgresWarehouse implements Warehouse {
 
   async open(): Promise<void> {
     if (this.pool) return;
-    const pool = new pg.Pool(this.poolConfig);
-    // An idle client's error (server restart) must not crash the process; the next query reports it.
-    pool.on('error', () => undefined);
+    // A lost connection fails the query that uses it next, which reports it.
+    const pool = openPostgresPool(this.poolConfig, () => undefined);
     this.pool = pool;
     try {
       await this.transaction(`ddl:${this.schema}`, async (client) => {
