@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import mqtt from 'mqtt';
 import { afterAll, describe, expect, it } from 'vitest';
+import { reportFigures } from './helpers/faults.js';
 import { spawnCanopy } from './helpers/process.js';
 
 const dataDir = mkdtempSync(path.join(tmpdir(), 'canopy-kill9-'));
@@ -98,6 +99,17 @@ describe('kill -9 durability', () => {
       const storedHttp = await allValues(second.httpUrl, 'kill9-http');
       const lostMqtt = ackedMqtt.filter((v) => !storedMqtt.has(v));
       const lostHttp = ackedHttp.filter((v) => !storedHttp.has(v));
+      // Read back as distinct values through the API: duplicates are not counted here.
+      for (const [fault, acked, lost] of [
+        ['kill -9 under load (MQTT)', ackedMqtt, lostMqtt],
+        ['kill -9 under load (HTTP)', ackedHttp, lostHttp],
+      ] as const)
+        reportFigures({
+          fault,
+          acknowledged: acked.length,
+          stored: acked.length - lost.length,
+          lost: lost.length,
+        });
       expect({ lostMqtt: lostMqtt.length, lostHttp: lostHttp.length }).toEqual({
         lostMqtt: 0,
         lostHttp: 0,

@@ -73,6 +73,10 @@ export interface ApiDeps {
   tls?: { cert: Buffer; key: Buffer; ca?: Buffer };
 }
 
+/** Closing waits until no request came for CLOSE_QUIET_MS, at most CLOSE_GRACE_MS (wall clock). */
+const CLOSE_QUIET_MS = 100;
+const CLOSE_GRACE_MS = 2_000;
+
 /** Browsers that once reached Canopy over HTTPS refuse plain HTTP to it for 180 days. */
 const HSTS = 'max-age=15552000; includeSubDomains';
 
@@ -85,8 +89,10 @@ const FORMAT_BY_MEDIA_TYPE: Record<string, PayloadFormat> = {
 };
 
 function sendError(reply: FastifyReply, err: CanopyError, retryAfter?: number): FastifyReply {
-  if (err.code === 'CANOPY_INGEST_OVERLOADED' && retryAfter !== undefined)
-    reply.header('retry-after', String(retryAfter));
+  // Both are passing: an overloaded pipeline, a store that could not commit (down, restarting).
+  const transient =
+    err.code === 'CANOPY_INGEST_OVERLOADED' || err.code === 'CANOPY_STORE_COMMIT_FAILED';
+  if (transient && retryAfter !== undefined) reply.header('retry-after', String(retryAfter));
   return reply.status(err.status).send({
     error: {
       code: err.code,
@@ -136,8 +142,8 @@ export function buildApi(deps: ApiDeps): FastifyInstance {
     }),
     genReqId: requestId,
     bodyLimit: deps.maxPayloadBytes,
-    // Typed as the plain HTTP instance: routes and hooks do not depend on the transport.
-    ...((deps.tls === undefined ? {} : { https: deps.tls }) as object),
+    // HTTPS when configured; routes and hooks do not depend on the transport.
+    ...(deps.tls === undefined ? {} : { https: deps.tls }),
   });
   const retryAfter = deps.retryAfterSeconds ?? 1;
 
@@ -163,13 +169,23 @@ export function buildApi(deps: ApiDeps): FastifyInstance {
   // Once closing starts, a response to a request already in flight closes its connection:
   // left keep-alive, an idle socket would hold `close()` open until keepAliveTimeout.
   let closing = false;
-  app.addHook('preClose', (done) => {
-    closing = true;
+  let lastRequestAt = 0;
+  app.addHook('onRequest', (_request, _reply, done) => {
+    lastRequestAt = Date.now();
     done();
   });
   app.addHook('onSend', (_request, reply, payload, done) => {
     if (closing) reply.header('connection', 'close');
     done(null, payload);
+  });
+  // Fastify answers 503 (with `Connection: close`) from here on. The listener stays open until
+  // requests stop coming (or CLOSE_GRACE_MS), so busy clients are told 503 on connections they
+  // use rather than having those connections reaped under a request they are sending.
+  app.addHook('preClose', async () => {
+    closing = true;
+    const giveUpAt = Date.now() + CLOSE_GRACE_MS;
+    while (Date.now() - lastRequestAt < CLOSE_QUIET_MS && Date.now() < giveUpAt)
+      await new Promise((resolve) => setTimeout(resolve, CLOSE_QUIET_MS / 4));
   });
 
   app.addHook('onResponse', (request, reply, done) => {

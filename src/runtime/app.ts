@@ -164,9 +164,7 @@ export async function startCanopy(config: CanopyConfig, options: StartOptions): 
   const stopInOrder = async (): Promise<void> => {
     for (const stop of stops.splice(0).reverse()) {
       try {
-        const t0 = Date.now(); console.log('DBGSTOP start', stop.toString().slice(0, 80));
         await stop();
-        console.log('DBGSTOP done', Date.now() - t0);
       } catch (err) {
         logger.error({ err }, 'error during shutdown');
       }
