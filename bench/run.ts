@@ -24,6 +24,7 @@ import { mqttSingle } from './scenarios/mqtt-single.js';
 import { alertLatency } from './scenarios/alert-latency.js';
 import { busThroughput } from './scenarios/bus-throughput.js';
 import { imputation } from './scenarios/imputation.js';
+import { soak } from './scenarios/soak.js';
 
 const SCENARIOS: Scenario[] = [
   mqttSingle,
@@ -34,6 +35,7 @@ const SCENARIOS: Scenario[] = [
   alertLatency,
   busThroughput,
   imputation,
+  soak,
 ];
 const RESULTS_DIR = path.join(repoRoot, 'bench', 'results');
 
@@ -89,7 +91,7 @@ function revision(): ScenarioReport['revision'] {
 
 function pickScenarios(args: string[]): Scenario[] {
   const names = args.filter((a) => !a.startsWith('-'));
-  if (names.length === 0) return SCENARIOS;
+  if (names.length === 0) return SCENARIOS.filter((s) => s.onlyWhenNamed !== true);
   const unknown = names.filter((n) => !SCENARIOS.some((s) => s.name === n));
   if (unknown.length > 0) {
     console.error(

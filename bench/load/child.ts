@@ -47,7 +47,8 @@ export async function serveLoad(connect: Connect): Promise<void> {
       const todo = spec.cycle ? units : units.slice(start);
       let result;
       if (spec.pace === undefined) result = await drive(todo, spec, conn, send);
-      else if (receiver === undefined) throw new Error('a paced run needs LoadParams.receiver');
+      else if (spec.pace.triggers !== undefined && receiver === undefined)
+        throw new Error('a paced run with triggers needs LoadParams.receiver');
       else result = await drivePaced(todo, spec, conn, send, receiver, triggers, params.seed);
       if (!spec.cycle) cursors.set(spec.set, start + result.unitsSent);
       send({ type: 'result', result });

@@ -17,7 +17,13 @@
  * Canopy's group commits instead of locking onto one.
  */
 import { percentiles, type Connection } from './driver.js';
-import type { ChildMessage, LatencySummary, RunResult, RunSpec } from './protocol.js';
+import type {
+  ChildMessage,
+  LatencySummary,
+  RunResult,
+  RunSpec,
+  TriggerResult,
+} from './protocol.js';
 import type { Unit } from './readings.js';
 import type { WebhookReceiver } from './receiver.js';
 
@@ -77,7 +83,8 @@ export async function drivePaced(
   spec: RunSpec,
   conn: Connection,
   notify: (m: ChildMessage) => void,
-  receiver: WebhookReceiver,
+  /** Needed when `spec.pace.triggers` is set. */
+  receiver: WebhookReceiver | undefined,
   counter: TriggerCounter,
   seed: number,
 ): Promise<RunResult> {
@@ -86,8 +93,14 @@ export async function drivePaced(
   if (units.length === 0) throw new Error(`payload set ${spec.set} is empty`);
   const period = 1000 / pace.unitsPerSecond;
   const gap = uniform(seed + counter.next);
+  const triggerSpec = pace.triggers;
+  if (triggerSpec !== undefined && receiver === undefined)
+    throw new Error('paced triggers need a webhook receiver');
+  // Without triggers the next one is never due.
   const nextGap = (): number =>
-    pace.triggers.minGapMs + gap() * (pace.triggers.maxGapMs - pace.triggers.minGapMs);
+    triggerSpec === undefined
+      ? Infinity
+      : triggerSpec.minGapMs + gap() * (triggerSpec.maxGapMs - triggerSpec.minGapMs);
 
   const triggers: Trigger[] = [];
   const unitLatencies: number[] = [];
@@ -162,8 +175,9 @@ export async function drivePaced(
   };
 
   const sendTrigger = (): void => {
-    const sensorId = `${pace.triggers.sensorPrefix}${++counter.next}`;
-    const unit: Unit = { payload: triggerPayload(sensorId, pace.triggers.value), readings: 1 };
+    const { sensorPrefix, value } = triggerSpec!;
+    const sensorId = `${sensorPrefix}${++counter.next}`;
+    const unit: Unit = { payload: triggerPayload(sensorId, value), readings: 1 };
     const trigger: Trigger = {
       sensorId,
       sentAt: performance.now(),
@@ -216,11 +230,50 @@ export async function drivePaced(
   clearTimeout(timer);
   const drainedAt = performance.now();
 
+  const triggerResult =
+    triggerSpec === undefined || receiver === undefined
+      ? undefined
+      : await triggerOutcome(triggers, receiver, {
+          prefix: triggerSpec.sensorPrefix,
+          counter,
+          timeoutMs: pace.notificationTimeoutMs,
+          drainedAt,
+        });
+
+  const seconds = measuredMs / 1000;
+  return {
+    label: spec.label,
+    readingsPerSecond: seconds > 0 ? Math.round(measuredReadings / seconds) : 0,
+    unitsPerSecond: seconds > 0 ? Math.round(measuredUnits / seconds) : 0,
+    measuredReadings,
+    measuredUnits,
+    measuredMs: Math.round(measuredMs),
+    endedBy,
+    warmupReadings,
+    warmupMs: Math.round(t0 - started),
+    ackedReadings: acked,
+    ackedUnits,
+    unitsSent: sent,
+    errors,
+    firstError,
+    ackLatencyMs: percentiles(unitLatencies),
+    loadCpu: Math.round(loadCpu * 100) / 100,
+    ...(triggerResult === undefined ? {} : { triggers: triggerResult }),
+  };
+}
+
+/** Waits (up to the timeout) for the notifications still missing, then sums up the triggers. */
+async function triggerOutcome(
+  triggers: readonly Trigger[],
+  receiver: WebhookReceiver,
+  o: { prefix: string; counter: TriggerCounter; timeoutMs: number; drainedAt: number },
+): Promise<TriggerResult> {
+  const { counter, drainedAt } = o;
   // Wait for the notifications still missing, or give up after the timeout.
   const missing = (): number => triggers.filter((t) => !receiver.arrivals.has(t.sensorId)).length;
   if (missing() > 0) {
     await new Promise<void>((resolve) => {
-      const giveUp = setTimeout(done, pace.notificationTimeoutMs);
+      const giveUp = setTimeout(done, o.timeoutMs);
       function done(): void {
         clearTimeout(giveUp);
         receiver.onArrival = undefined;
@@ -248,40 +301,21 @@ export async function drivePaced(
     if (t.pubackMs !== null) pubackLatencies.push(t.pubackMs);
   }
   // Known: a trigger of this process, this run or an earlier one.
-  const prefix = pace.triggers.sensorPrefix;
+  const prefix = o.prefix;
   let unknown = receiver.malformed;
   for (const id of receiver.arrivals.keys()) {
     const n = id.startsWith(prefix) ? Number(id.slice(prefix.length)) : NaN;
     if (!(Number.isInteger(n) && n >= 1 && n <= counter.next)) unknown++;
   }
 
-  const seconds = measuredMs / 1000;
   return {
-    label: spec.label,
-    readingsPerSecond: seconds > 0 ? Math.round(measuredReadings / seconds) : 0,
-    unitsPerSecond: seconds > 0 ? Math.round(measuredUnits / seconds) : 0,
-    measuredReadings,
-    measuredUnits,
-    measuredMs: Math.round(measuredMs),
-    endedBy,
-    warmupReadings,
-    warmupMs: Math.round(t0 - started),
-    ackedReadings: acked,
-    ackedUnits,
-    unitsSent: sent,
-    errors,
-    firstError,
-    ackLatencyMs: percentiles(unitLatencies),
-    loadCpu: Math.round(loadCpu * 100) / 100,
-    triggers: {
-      sent: triggers.length,
-      measured: triggers.filter((t) => t.measured).length,
-      notified,
-      duplicates,
-      unknown,
-      alertLatencyMs: summary(alertLatencies),
-      pubackLatencyMs: summary(pubackLatencies),
-      lastNotificationAfterDrainMs: Math.round(lastArrival - drainedAt),
-    },
+    sent: triggers.length,
+    measured: triggers.filter((t) => t.measured).length,
+    notified,
+    duplicates,
+    unknown,
+    alertLatencyMs: summary(alertLatencies),
+    pubackLatencyMs: summary(pubackLatencies),
+    lastNotificationAfterDrainMs: Math.round(lastArrival - drainedAt),
   };
 }

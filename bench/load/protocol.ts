@@ -32,9 +32,10 @@ export interface PacedLoad {
   /**
    * One reading per trigger message, for a sensor never seen before
    * (`<sensorPrefix><n>`, n counting on across runs) with this value. Gaps
-   * between triggers are uniform in [minGapMs, maxGapMs].
+   * between triggers are uniform in [minGapMs, maxGapMs]. Without it (the
+   * soak), only the background units go out.
    */
-  triggers: { sensorPrefix: string; value: number; minGapMs: number; maxGapMs: number };
+  triggers?: { sensorPrefix: string; value: number; minGapMs: number; maxGapMs: number };
   /** After the drain, how long to wait for the notifications still missing. */
   notificationTimeoutMs: number;
 }

@@ -584,6 +584,14 @@ export const configSchema = z.strictObject({
           'How often new hot-store rows are exported to bronze (then the hot window is purged).',
         ),
       path: z.string().optional().describe('Local lake folder; default `<dataDir>/lake`.'),
+      maxBytes: z
+        .number()
+        .int()
+        .positive()
+        .optional()
+        .describe(
+          'Quota of a local lake folder, in bytes: a write that would pass it fails with CANOPY_LAKE_FULL (the export is retried on the next pass, and nothing unexported is purged). Unset: no limit but the disk.',
+        ),
       cacheDir: z
         .string()
         .optional()

@@ -112,6 +112,11 @@ export const ERROR_CODES = {
     summary:
       'The lake (folder or bucket) could not be read or written; the message has the cause. Safe to retry.',
   },
+  CANOPY_LAKE_FULL: {
+    status: 507,
+    summary:
+      'A write to the local lake would pass its quota (`lake.maxBytes`); nothing was written. Free space (retention, deleting files) or raise the quota: a failed export is retried on the next pass, and nothing is purged from the hot store until it succeeds.',
+  },
   CANOPY_QUERY_REFUSED: {
     status: 400,
     summary:

@@ -136,6 +136,7 @@ describe('QuerySandbox: views and results', () => {
       'gold_device_summary',
       'gold_location_hourly',
       'gold_sensor_5min',
+      'imputations',
     ]);
     for (const v of skipped) expect(v.reason).toMatch(/No files found that match the pattern/);
   });

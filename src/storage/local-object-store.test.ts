@@ -208,3 +208,71 @@ describe('LocalObjectStore (local specifics)', () => {
     expect(store.localPath('x/y.parquet')).toBe(path.join(dir, 'l', 'x', 'y.parquet'));
   });
 });
+
+// The whole contract holds with a quota kept (large enough never to refuse).
+describeObjectStoreConformance('local with maxBytes', async () => {
+  const dir = await mkdtemp(path.join(tmpdir(), 'canopy-local-lake-quota-'));
+  return {
+    store: new LocalObjectStore({ root: path.join(dir, 'lake'), maxBytes: 1e12 }),
+    cleanup: () => rm(dir, { recursive: true, force: true }),
+  };
+});
+
+describe('LocalObjectStore maxBytes (the lake quota)', () => {
+  const dirs: string[] = [];
+  afterEach(async () => {
+    for (const dir of dirs.splice(0)) await rm(dir, { recursive: true, force: true });
+  });
+  async function quotaStore(maxBytes: number): Promise<{ store: LocalObjectStore; root: string }> {
+    const dir = await mkdtemp(path.join(tmpdir(), 'canopy-local-quota-'));
+    dirs.push(dir);
+    const root = path.join(dir, 'lake');
+    return { store: new LocalObjectStore({ root, maxBytes, durable: false }), root };
+  }
+  const full: unknown = expect.objectContaining({ code: 'CANOPY_LAKE_FULL', status: 507 });
+
+  it('refuses a write past the quota and writes nothing; a replacement counts only the difference', async () => {
+    const { store, root } = await quotaStore(100);
+    await store.put('a/x.bin', Buffer.alloc(60));
+    await expect(store.put('a/y.bin', Buffer.alloc(41))).rejects.toEqual(full);
+    expect(await filesBelow(root)).toEqual([path.join('a', 'x.bin')]);
+    await store.put('a/y.bin', Buffer.alloc(40)); // exactly at the limit
+    await store.put('a/x.bin', Buffer.alloc(60)); // replaces 60 bytes with 60
+    await expect(store.put('a/x.bin', Buffer.alloc(61))).rejects.toEqual(full);
+    const local = path.join(root, '..', 'source.bin');
+    await writeFile(local, Buffer.alloc(1));
+    await expect(store.putFile('b/z.bin', local)).rejects.toEqual(full);
+  });
+
+  it('frees space on delete and on a move over an object', async () => {
+    const { store } = await quotaStore(100);
+    await store.put('a.bin', Buffer.alloc(50));
+    await store.put('b.bin', Buffer.alloc(50));
+    await store.delete(['a.bin']);
+    await store.put('c.bin', Buffer.alloc(50));
+    await store.move('c.bin', 'b.bin'); // 100 → 50
+    await store.put('d.bin', Buffer.alloc(50));
+    await expect(store.put('e.bin', Buffer.alloc(1))).rejects.toEqual(full);
+  });
+
+  it('counts files already in the folder, and sees space freed behind its back before refusing', async () => {
+    const { store, root } = await quotaStore(100);
+    await mkdir(root, { recursive: true });
+    await writeFile(path.join(root, 'filler'), Buffer.alloc(90));
+    await expect(store.put('a.bin', Buffer.alloc(20))).rejects.toEqual(full);
+    await rm(path.join(root, 'filler'));
+    await store.put('a.bin', Buffer.alloc(20));
+    expect((await store.head('a.bin'))?.size).toBe(20);
+  });
+
+  it('lets concurrent writes together stay within the quota', async () => {
+    const { store, root } = await quotaStore(1_000);
+    const results = await Promise.allSettled(
+      Array.from({ length: 20 }, (_, i) => store.put(`p/${i}.bin`, Buffer.alloc(100))),
+    );
+    expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(10);
+    const refusals = results.flatMap((r) => (r.status === 'rejected' ? [r.reason as unknown] : []));
+    expect(refusals).toEqual(Array.from({ length: 10 }, (): unknown => full));
+    expect(await filesBelow(root)).toHaveLength(10);
+  });
+});

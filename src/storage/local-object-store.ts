@@ -19,6 +19,15 @@
  *   can do that can write to the lake folder anyway. `list` does not follow
  *   symlinks at all.
  * - A delete or move removes folders it leaves empty, up to `root`.
+ * - With `maxBytes`, a write that would take the folder past that many bytes
+ *   is refused with CANOPY_LAKE_FULL before anything is written (a stand-in
+ *   for a full disk that fails early and by name). Usage is every file below
+ *   `root`, counted by one walk on the first write and then kept up to date
+ *   by this store's own writes, deletes and moves; a refusal counts again
+ *   first, so space freed by hand or by another process is seen without a
+ *   restart. Concurrent writes reserve their size before writing, so together
+ *   they do not pass the limit. Files written into the folder by others are
+ *   seen only at a count.
  *
  * Known gap against S3 (declared here, tested in the local test file): a key
  * cannot name a file and a folder at once, so with `a` stored, a write to
@@ -63,6 +72,8 @@ export interface LocalObjectStoreOptions {
   root: string;
   /** fsync each written file and its folder (default true). Tests may turn it off for speed. */
   durable?: boolean;
+  /** Most bytes the folder may hold (every file below `root`); unset: no limit. */
+  maxBytes?: number;
 }
 
 /** Remembered etags; beyond this many the oldest are forgotten (and rehashed if asked for again). */
@@ -87,19 +98,32 @@ export class LocalObjectStore implements ObjectStore {
   readonly #durable: boolean;
   #realRoot: string | undefined;
   readonly #etags = new Map<string, CachedEtag>();
+  readonly #maxBytes: number | undefined;
+  // The quota's bookkeeping (only with maxBytes): bytes of the files below
+  // root, counted on the first write and then kept by this store's changes;
+  // bytes admitted for writes still in progress; the walk in progress.
+  #onDisk: number | undefined;
+  #reserved = 0;
+  #counting: Promise<void> | undefined;
+  #grownDuringCount = 0;
 
   constructor(options: LocalObjectStoreOptions) {
     this.root = path.resolve(options.root);
     this.location = this.root;
     this.#durable = options.durable ?? true;
+    this.#maxBytes = options.maxBytes;
   }
 
   async put(key: string, body: Uint8Array | string): Promise<ObjectInfo> {
     const target = await this.#checkedPath(key);
     const bytes = typeof body === 'string' ? Buffer.from(body, 'utf8') : body;
+    const settle = await this.#reserve(key, target, bytes.byteLength);
     try {
-      return this.#written(key, await writeFileAtomic(target, bytes, { durable: this.#durable }));
+      const written = await writeFileAtomic(target, bytes, { durable: this.#durable });
+      settle(true);
+      return this.#written(key, written);
     } catch (err) {
+      settle(false);
       throw this.#ioError('put', key, err);
     }
   }
@@ -108,10 +132,17 @@ export class LocalObjectStore implements ObjectStore {
     const target = await this.#checkedPath(key);
     const source = await openLocalSource(localPath);
     try {
-      const written = await writeFileAtomic(target, readChunks(source), {
-        durable: this.#durable,
-      });
-      return this.#written(key, written);
+      const settle = await this.#reserve(key, target, (await source.stat()).size);
+      try {
+        const written = await writeFileAtomic(target, readChunks(source), {
+          durable: this.#durable,
+        });
+        settle(true);
+        return this.#written(key, written);
+      } catch (err) {
+        settle(false);
+        throw err;
+      }
     } catch (err) {
       throw this.#ioError('putFile', key, err);
     } finally {
@@ -183,7 +214,9 @@ export class LocalObjectStore implements ObjectStore {
     await mapLimit(unique, IO_CONCURRENCY, async (key, i) => {
       const file = files[i] as string;
       try {
+        const size = await this.#sizeForQuota(file);
         await unlink(file);
+        this.#adjustUsage(-size);
         touchedDirs.add(path.dirname(file));
       } catch (err) {
         const code = errnoCode(err);
@@ -211,7 +244,10 @@ export class LocalObjectStore implements ObjectStore {
       for (let attempt = 1; ; attempt++) {
         await mkdir(path.dirname(to), { recursive: true });
         try {
+          // The rename frees the space of the object it replaces.
+          const replaced = await this.#sizeForQuota(to);
           await rename(from, to);
+          this.#adjustUsage(-replaced);
           break;
         } catch (err) {
           // The target folder may have been pruned by a concurrent delete; the
@@ -382,6 +418,74 @@ export class LocalObjectStore implements ObjectStore {
     }
   }
 
+  /**
+   * Admits a write of `size` bytes to `file` under the quota, reserving the
+   * space; the returned function settles it (the reservation ends and, once
+   * written, the file's bytes less those it replaced count as on disk).
+   * Without maxBytes it does nothing. The check and the reservation happen
+   * with no await between them, so concurrent writes cannot both take the
+   * last free bytes.
+   */
+  async #reserve(key: string, file: string, size: number): Promise<(written: boolean) => void> {
+    const max = this.#maxBytes;
+    if (max === undefined) return () => undefined;
+    const replaced = await this.#sizeForQuota(file);
+    if (this.#onDisk === undefined) await this.#count();
+    const fits = (): boolean => this.#onDisk! + this.#reserved + size - replaced <= max;
+    if (!fits()) {
+      // Space may have been freed behind this store's back: count again before refusing.
+      await this.#count();
+      if (!fits()) {
+        const used = this.#onDisk! + this.#reserved;
+        throw new CanopyError(
+          'CANOPY_LAKE_FULL',
+          `Lake write of ${JSON.stringify(key)} (${size} bytes) refused: ${this.location} holds ${used} of its ${max} bytes (lake.maxBytes)`,
+          { details: { key, size, usedBytes: used, maxBytes: max } },
+        );
+      }
+    }
+    this.#reserved += size;
+    return (written) => {
+      this.#reserved -= size;
+      if (written) this.#adjustUsage(size - replaced);
+    };
+  }
+
+  /**
+   * Counts the bytes below root (one walk; callers at the same time share it).
+   * Growth settled while the walk runs is added on top, since the walk may
+   * have missed it: the count errs high, never low, and the next refusal
+   * counts again.
+   */
+  #count(): Promise<void> {
+    this.#counting ??= (async () => {
+      this.#grownDuringCount = 0;
+      try {
+        const bytes = await folderBytes(this.root);
+        this.#onDisk = bytes + this.#grownDuringCount;
+      } catch (err) {
+        throw this.#ioError('count', '', err);
+      } finally {
+        this.#counting = undefined;
+      }
+    })();
+    return this.#counting;
+  }
+
+  #adjustUsage(delta: number): void {
+    if (this.#onDisk !== undefined) this.#onDisk = Math.max(0, this.#onDisk + delta);
+    if (this.#counting !== undefined && delta > 0) this.#grownDuringCount += delta;
+  }
+
+  /** A file's size when a quota is kept (0 when absent or without maxBytes). */
+  async #sizeForQuota(file: string): Promise<number> {
+    if (this.#maxBytes === undefined) return 0;
+    return lstat(file).then(
+      (s) => (s.isFile() ? s.size : 0),
+      () => 0,
+    );
+  }
+
   /** Removes now-empty folders from `start` upwards, up to (not including) the root. */
   async #pruneEmptyDirs(start: string): Promise<void> {
     for (let dir = start; dir !== this.root && isInside(dir, this.root);) {
@@ -439,6 +543,28 @@ async function walk(
       found.push({ key, file: path.join(dir, entry.name) });
     }
   }
+}
+
+/** Bytes of every regular file below `dir` (temporary files included: they take space too); 0 when it is missing. */
+async function folderBytes(dir: string): Promise<number> {
+  let entries;
+  try {
+    entries = await readdir(dir, { withFileTypes: true });
+  } catch (err) {
+    if (ABSENT.has(errnoCode(err) ?? '')) return 0;
+    throw err;
+  }
+  let total = 0;
+  for (const entry of entries) {
+    const file = path.join(dir, entry.name);
+    if (entry.isDirectory()) total += await folderBytes(file);
+    else if (entry.isFile())
+      total += await lstat(file).then(
+        (s) => s.size,
+        () => 0,
+      );
+  }
+  return total;
 }
 
 /** Runs `fn` over `items` with at most `limit` at once, keeping the order of results. */

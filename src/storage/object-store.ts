@@ -15,7 +15,10 @@ import { S3ObjectStore } from './s3-object-store.js';
  */
 export function createObjectStore(lake: LakeConfig, dataDir: string): ObjectStore {
   if (lake.kind === 'local') {
-    return new LocalObjectStore({ root: path.resolve(lake.path ?? path.join(dataDir, 'lake')) });
+    return new LocalObjectStore({
+      root: path.resolve(lake.path ?? path.join(dataDir, 'lake')),
+      ...(lake.maxBytes === undefined ? {} : { maxBytes: lake.maxBytes }),
+    });
   }
   const { bucket, prefix, endpoint, region, forcePathStyle, accessKeyId, secretAccessKey } =
     lake.s3;
