@@ -26,6 +26,7 @@ import { withLakeEngine } from './engine.js';
 import { runGoldJob } from './gold-job.js';
 import type { SuiteResult } from './quality/index.js';
 import { runQualityJob } from './quality-job.js';
+import { writeImputations } from '../imputation/lake-io.js';
 import { runSilverJob } from './silver-job.js';
 import { canopyLakeViews } from './views.js';
 
@@ -47,7 +48,7 @@ async function buildSourceLake(dir: string): Promise<LocalObjectStore> {
       sensorId: `s-${i % 4}`,
       eventTime: T + i * 600_000,
       // A few out-of-range values, so silver flags anomalies and the bronze suite fails.
-      value: i % 37 === 5 ? 500 : 20 + (i % 11),
+      value: i === 1 ? null : i % 37 === 5 ? 500 : 20 + (i % 11),
       ingestTime: T,
     }),
   );
@@ -63,6 +64,24 @@ async function buildSourceLake(dir: string): Promise<LocalObjectStore> {
   await runBronzeExport({ store, lake, workDir: dir, logger });
   await runDeadLetterExport({ store, lake, logger });
   await store.close();
+  // One imputed value (for a reading sent without one), so the imputations view has a row.
+  await writeImputations(
+    lake,
+    dir,
+    new Date(T).toISOString().slice(0, 10),
+    'run-1',
+    [
+      {
+        sensorId: 's-1',
+        eventTime: T + 600_000,
+        value: 21.5,
+        uncertainty: 0.1,
+        model: 'm',
+        modelVersion: 'v',
+      },
+    ],
+    T,
+  );
   await runSilverJob({
     lake,
     workDir: dir,
@@ -152,7 +171,13 @@ describe('the lake mirror over S3', () => {
       const expected = await everyView(overLocal);
       expect(await everyView(overS3)).toEqual(expected);
       // Not a vacuous comparison: the layers hold rows.
-      for (const view of ['bronze_readings', 'readings', 'anomalies', 'gold_sensor_5min']) {
+      for (const view of [
+        'bronze_readings',
+        'readings',
+        'anomalies',
+        'gold_sensor_5min',
+        'imputations',
+      ]) {
         expect((expected[view] as { rows: unknown[] }).rows.length).toBeGreaterThan(0);
       }
       expect((expected.dead_letters as { rows: unknown[] }).rows).toHaveLength(1);
