@@ -21,6 +21,7 @@ import { parseTimestamp } from '../ingest/index.js';
 import { silentLogger } from '../observability/logger.js';
 import { openMetaStore } from '../storage/index.js';
 import { apiBaseUrl, apiKeyOption, callApi } from './api-client.js';
+import { table } from './workflows.js';
 
 type WireKey = ReturnType<typeof apiKeyToWire>;
 type WireUser = ReturnType<typeof userToWire>;
@@ -176,18 +177,6 @@ function adminOptions(command: Command): Command {
     )
     .addOption(apiKeyOption())
     .option('--json', 'print JSON');
-}
-
-function table(rows: string[][]): string {
-  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
-  return rows
-    .map((r) =>
-      r
-        .map((cell, i) => cell.padEnd(widths[i]!))
-        .join('  ')
-        .trimEnd(),
-    )
-    .join('\n');
 }
 
 function print(flags: AdminFlags, json: unknown, text: string): void {

@@ -60,7 +60,9 @@ import type {
   StoredDeadLetter,
 } from '../core/store.js';
 import {
+  checkImputedValues,
   checkLimit,
+  checkPurgeBounds,
   checkOptionalTime,
   decodeDeadLetterCursor,
   decodeReadingCursor,
@@ -852,14 +854,7 @@ export class DuckDbHotStore implements HotStore {
   }
 
   async applyImputations(values: readonly ImputedValue[]): Promise<number> {
-    for (const v of values) {
-      if (!Number.isFinite(v.value) || !Number.isFinite(v.eventTime)) {
-        throw new CanopyError(
-          'CANOPY_API_BAD_REQUEST',
-          `an imputed value needs a finite value and event time (${v.sensorId} at ${v.eventTime}: ${v.value})`,
-        );
-      }
-    }
+    checkImputedValues(values);
     if (values.length === 0) return 0;
     return await this.write((conn) =>
       this.inTransaction(conn, 'imputed values', async () => {
@@ -893,18 +888,8 @@ export class DuckDbHotStore implements HotStore {
    * (nothing is then deleted).
    */
   async purge(before: number, options: PurgeOptions = {}): Promise<number> {
+    checkPurgeBounds(before, options);
     const receiptsBefore = options.receiptsBefore;
-    for (const [name, bound] of [
-      ['purge bound', before],
-      ['receipt purge bound', receiptsBefore ?? 0],
-    ] as const) {
-      if (typeof bound !== 'number' || !Number.isFinite(bound)) {
-        throw new CanopyError(
-          'CANOPY_API_BAD_REQUEST',
-          `${name} must be a finite epoch-milliseconds number, got ${String(bound)}`,
-        );
-      }
-    }
     return await this.write((conn) =>
       this.inTransaction(conn, 'a purge', async () => {
         // Watermarks are read inside the transaction: writes are serialized,

@@ -63,7 +63,9 @@ import { offlineDuckDbOptions } from './duckdb-file.js';
 import { copyReadingsToParquet, DUCKDB_HOT_STORE_DDL, stageReadings } from './duckdb-hot-store.js';
 import { describePostgresTarget, inPostgresTransaction, openPostgresPool } from './postgres.js';
 import {
+  checkImputedValues,
   checkLimit,
+  checkPurgeBounds,
   checkOptionalTime,
   decodeDeadLetterCursor,
   decodeReadingCursor,
@@ -880,14 +882,7 @@ export class PostgresHotStore implements HotStore {
   }
 
   async applyImputations(values: readonly ImputedValue[]): Promise<number> {
-    for (const v of values) {
-      if (!Number.isFinite(v.value) || !Number.isFinite(v.eventTime)) {
-        throw new CanopyError(
-          'CANOPY_API_BAD_REQUEST',
-          `an imputed value needs a finite value and event time (${v.sensorId} at ${v.eventTime}: ${v.value})`,
-        );
-      }
-    }
+    checkImputedValues(values);
     if (values.length === 0) return 0;
     return await this.write((pool) =>
       this.transaction(pool, 'imputed values', async (client) => {
@@ -925,18 +920,8 @@ export class PostgresHotStore implements HotStore {
    * if the purge fails (nothing is then removed).
    */
   async purge(before: number, options: PurgeOptions = {}): Promise<number> {
+    checkPurgeBounds(before, options);
     const receiptsBefore = options.receiptsBefore;
-    for (const [name, bound] of [
-      ['purge bound', before],
-      ['receipt purge bound', receiptsBefore ?? 0],
-    ] as const) {
-      if (typeof bound !== 'number' || !Number.isFinite(bound)) {
-        throw new CanopyError(
-          'CANOPY_API_BAD_REQUEST',
-          `${name} must be a finite epoch-milliseconds number, got ${String(bound)}`,
-        );
-      }
-    }
     const beforeTime = boundTime(before);
     return await this.write((pool) =>
       this.transaction(pool, 'a purge', async (client) => {

@@ -8,6 +8,7 @@
  * the other way round), which would silently return the wrong page.
  */
 import { CanopyError } from '../core/errors.js';
+import type { ImputedValue, PurgeOptions } from '../core/store.js';
 
 /** Largest page a caller may ask for. */
 export const MAX_PAGE_LIMIT = 10_000;
@@ -27,6 +28,29 @@ function show(value: unknown): string {
 
 function badRequest(message: string): CanopyError {
   return new CanopyError('CANOPY_API_BAD_REQUEST', message);
+}
+
+/** Throws CANOPY_API_BAD_REQUEST unless the purge bounds are finite epoch milliseconds. */
+export function checkPurgeBounds(before: unknown, options: PurgeOptions): void {
+  for (const [name, bound] of [
+    ['purge bound', before],
+    ['receipt purge bound', options.receiptsBefore ?? 0],
+  ] as const) {
+    if (typeof bound !== 'number' || !Number.isFinite(bound)) {
+      throw badRequest(`${name} must be a finite epoch-milliseconds number, got ${String(bound)}`);
+    }
+  }
+}
+
+/** Throws CANOPY_API_BAD_REQUEST unless every value and event time is finite. */
+export function checkImputedValues(values: readonly ImputedValue[]): void {
+  for (const v of values) {
+    if (!Number.isFinite(v.value) || !Number.isFinite(v.eventTime)) {
+      throw badRequest(
+        `an imputed value needs a finite value and event time (${v.sensorId} at ${v.eventTime}: ${v.value})`,
+      );
+    }
+  }
 }
 
 /** Throws CANOPY_API_BAD_REQUEST unless `limit` is an integer in 1..10 000. */
