@@ -61,7 +61,13 @@ import type {
 } from '../core/store.js';
 import { offlineDuckDbOptions } from './duckdb-file.js';
 import { copyReadingsToParquet, DUCKDB_HOT_STORE_DDL, stageReadings } from './duckdb-hot-store.js';
-import { describePostgresTarget, inPostgresTransaction, openPostgresPool } from './postgres.js';
+import {
+  describePostgresTarget,
+  inPostgresTransaction,
+  openPostgresPool,
+  postgresPoolConfig,
+  type PostgresConnectionOptions,
+} from './postgres.js';
 import {
   checkImputedValues,
   checkLimit,
@@ -73,16 +79,7 @@ import {
   encodeReadingCursor,
 } from './query-args.js';
 
-export interface PostgresHotStoreOptions {
-  /** `postgres://user:password@host:port/database`; when set, the fields below are ignored except `schema`. */
-  connectionString?: string | undefined;
-  host?: string | undefined;
-  port?: number | undefined;
-  user?: string | undefined;
-  password?: string | undefined;
-  database?: string | undefined;
-  /** Schema of the hot-store tables (created if missing): lowercase letters, digits, `_`. */
-  schema: string;
+export interface PostgresHotStoreOptions extends PostgresConnectionOptions {
   logger?: Logger;
   /** Decides which day partitions `open` and `purge` create ahead (today's and tomorrow's). */
   clock?: Clock;
@@ -175,7 +172,6 @@ export const POSTGRES_HOT_STORE_MIGRATIONS: readonly HotStoreMigration[] = [
   },
 ];
 
-const PLAIN_IDENTIFIER = /^[a-z_][a-z0-9_]{0,62}$/;
 const DAY_MS = 86_400_000;
 /** 0001-01-01T00:00:00Z and 9999-12-31T23:59:59.999Z: what an ISO text (and a partition name) holds. */
 const MIN_TIME_MS = -62_135_596_800_000;
@@ -237,12 +233,7 @@ export class PostgresHotStore implements HotStore {
 
   /** Throws CANOPY_CONFIG_INVALID for a schema name that is not a plain identifier. */
   constructor(options: PostgresHotStoreOptions) {
-    if (!PLAIN_IDENTIFIER.test(options.schema)) {
-      throw new CanopyError(
-        'CANOPY_CONFIG_INVALID',
-        `store schema must be lowercase letters, digits and _, got ${JSON.stringify(options.schema)}`,
-      );
-    }
+    this.poolConfig = postgresPoolConfig('store', options, POOL_SIZE);
     this.schema = options.schema;
     this.log = (options.logger ?? pino({ level: 'silent' })).child({ adapter: 'postgres' });
     this.clock = options.clock ?? systemClock;
@@ -254,16 +245,6 @@ export class PostgresHotStore implements HotStore {
         );
       }
     });
-    this.poolConfig = options.connectionString
-      ? { connectionString: options.connectionString, max: POOL_SIZE }
-      : {
-          host: options.host,
-          port: options.port,
-          user: options.user,
-          password: options.password,
-          database: options.database,
-          max: POOL_SIZE,
-        };
     this.where = `${describePostgresTarget(options)} (schema ${options.schema})`;
     this.t = (name) => `"${this.schema}"."${name}"`;
   }

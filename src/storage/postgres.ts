@@ -4,6 +4,7 @@
  * transaction on one pooled client.
  */
 import pg from 'pg';
+import { CanopyError } from '../core/errors.js';
 
 export interface PostgresTarget {
   connectionString?: string | undefined;
@@ -30,6 +31,39 @@ export function openPostgresPool(
   pool.on('error', (err) => onError(err, 'idle'));
   pool.on('connect', (client) => client.on('error', (err) => onError(err, 'in use')));
   return pool;
+}
+
+/** Where a PostgreSQL adapter connects and which schema it owns. */
+export interface PostgresConnectionOptions extends PostgresTarget {
+  /** `postgres://user:password@host:port/database`; when set, the fields below are ignored except `schema`. */
+  connectionString?: string | undefined;
+  password?: string | undefined;
+  /** Schema of the adapter's tables (created if missing): lowercase letters, digits, `_`. */
+  schema: string;
+}
+
+/** What a configured schema name may be: lowercase letters, digits and `_`, as PostgreSQL folds unquoted names. */
+const PLAIN_IDENTIFIER = /^[a-z_][a-z0-9_]{0,62}$/;
+
+/**
+ * The pool settings of a connection, with at most `max` clients. Throws
+ * CANOPY_CONFIG_INVALID when the schema is not a plain identifier (it is
+ * spliced into SQL, quoted); `what` names the setting in the message.
+ */
+export function postgresPoolConfig(
+  what: string,
+  options: PostgresConnectionOptions,
+  max: number,
+): pg.PoolConfig {
+  if (!PLAIN_IDENTIFIER.test(options.schema)) {
+    throw new CanopyError(
+      'CANOPY_CONFIG_INVALID',
+      `${what} schema must be lowercase letters, digits and _, got ${JSON.stringify(options.schema)}`,
+    );
+  }
+  if (options.connectionString) return { connectionString: options.connectionString, max };
+  const { host, port, user, password, database } = options;
+  return { host, port, user, password, database, max };
 }
 
 /** `postgres://user@host:port/database`, without the password. */

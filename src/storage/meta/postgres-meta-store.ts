@@ -56,24 +56,19 @@ import {
 } from './meta-sql.js';
 import * as auth from './postgres-auth.js';
 import * as workflows from './postgres-workflows.js';
-import { describePostgresTarget, inPostgresTransaction, openPostgresPool } from '../postgres.js';
+import {
+  describePostgresTarget,
+  inPostgresTransaction,
+  openPostgresPool,
+  postgresPoolConfig,
+  type PostgresConnectionOptions,
+} from '../postgres.js';
 
-export interface PostgresMetaStoreOptions {
-  /** `postgres://user:password@host:port/database`; when set, the fields below are ignored except `schema`. */
-  connectionString?: string | undefined;
-  host?: string | undefined;
-  port?: number | undefined;
-  user?: string | undefined;
-  password?: string | undefined;
-  database?: string | undefined;
-  /** Schema of the metadata tables (created if missing): lowercase letters, digits, `_`. */
-  schema: string;
+export interface PostgresMetaStoreOptions extends PostgresConnectionOptions {
   logger?: Logger;
   /** The schema's migrations; tests pass a longer list to stand in for a newer Canopy. */
   migrations?: readonly MetaMigration[];
 }
-
-const PLAIN_IDENTIFIER = /^[a-z_][a-z0-9_]{0,62}$/;
 
 // Casts in `*_COLUMNS` order: pg sends every parameter as text.
 const ALERT_CASTS = [
@@ -155,26 +150,11 @@ export class PostgresMetaStore implements MetaStore {
 
   /** Throws CANOPY_CONFIG_INVALID for a schema name that is not a plain identifier. */
   constructor(options: PostgresMetaStoreOptions) {
-    if (!PLAIN_IDENTIFIER.test(options.schema)) {
-      throw new CanopyError(
-        'CANOPY_CONFIG_INVALID',
-        `meta schema must be lowercase letters, digits and _, got ${JSON.stringify(options.schema)}`,
-      );
-    }
+    this.poolConfig = postgresPoolConfig('meta', options, 4);
     this.schema = options.schema;
     this.log = (options.logger ?? pino({ level: 'silent' })).child({ adapter: 'postgres' });
     this.migrations = options.migrations ?? META_MIGRATIONS;
     checkMigrations(this.migrations);
-    this.poolConfig = options.connectionString
-      ? { connectionString: options.connectionString, max: 4 }
-      : {
-          host: options.host,
-          port: options.port,
-          user: options.user,
-          password: options.password,
-          database: options.database,
-          max: 4,
-        };
     this.where = `${describePostgresTarget(options)} (schema ${options.schema})`;
     const t = (name: string): string => `"${this.schema}"."${name}"`;
     this.dialect = { kind: 'postgres', table: t };

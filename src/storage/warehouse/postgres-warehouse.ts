@@ -31,7 +31,6 @@ import {
 import {
   LEDGER_TABLE,
   META_TABLE,
-  PLAIN_IDENTIFIER,
   checkSensorRows,
   checkWindowLoad,
   deleteWindowSql,
@@ -44,18 +43,15 @@ import {
   schemaDdl,
   type Dialect,
 } from './sql.js';
-import { describePostgresTarget, inPostgresTransaction, openPostgresPool } from '../postgres.js';
+import {
+  describePostgresTarget,
+  inPostgresTransaction,
+  openPostgresPool,
+  postgresPoolConfig,
+  type PostgresConnectionOptions,
+} from '../postgres.js';
 
-export interface PostgresWarehouseOptions {
-  /** `postgres://user:password@host:port/database`; when set, the fields below are ignored except `schema`. */
-  connectionString?: string | undefined;
-  host?: string | undefined;
-  port?: number | undefined;
-  user?: string | undefined;
-  password?: string | undefined;
-  database?: string | undefined;
-  /** Schema of the warehouse tables (created if missing): lowercase letters, digits, `_`. */
-  schema: string;
+export interface PostgresWarehouseOptions extends PostgresConnectionOptions {
   /** Rows per INSERT statement. */
   batchRows?: number;
   /** Epoch ms for the ledger's `loaded_at`; the system clock by default. */
@@ -90,25 +86,10 @@ export class PostgresWarehouse implements Warehouse {
   private pool: pg.Pool | undefined;
 
   constructor(options: PostgresWarehouseOptions) {
-    if (!PLAIN_IDENTIFIER.test(options.schema)) {
-      throw new CanopyError(
-        'CANOPY_CONFIG_INVALID',
-        `warehouse schema must be lowercase letters, digits and _, got ${JSON.stringify(options.schema)}`,
-      );
-    }
+    this.poolConfig = postgresPoolConfig('warehouse', options, 2);
     this.schema = options.schema;
     this.batchRows = options.batchRows ?? 5_000;
     this.now = options.now ?? Date.now;
-    this.poolConfig = options.connectionString
-      ? { connectionString: options.connectionString, max: 2 }
-      : {
-          host: options.host,
-          port: options.port,
-          user: options.user,
-          password: options.password,
-          database: options.database,
-          max: 2,
-        };
     this.location = `${describePostgresTarget(options)} (schema ${options.schema})`;
     const schema = quoteIdent(options.schema);
     this.dialect = {

@@ -41,9 +41,6 @@ export function quoteIdent(name: string): string {
   return `"${name.replaceAll('"', '""')}"`;
 }
 
-/** What a configured schema name may be: lowercase letters, digits and `_`, as PostgreSQL folds unquoted names. */
-export const PLAIN_IDENTIFIER = /^[a-z_][a-z0-9_]{0,62}$/;
-
 function keyIsNullable(spec: WarehouseTableSpec): boolean {
   return spec.key.some((k) => spec.columns.find((c) => c.name === k)?.nullable !== false);
 }
