@@ -10,7 +10,7 @@ import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { LocalObjectStore } from '../src/storage/index.js';
 import { ManualClock } from '../src/core/clock.js';
-import { startTestApp, type TestApp } from './helpers/app.js';
+import { lakeSql, startTestApp, type TestApp } from './helpers/app.js';
 import { runCanopy } from './helpers/cli.js';
 import { gappedDay, STEP } from './helpers/imputation.js';
 
@@ -80,17 +80,6 @@ async function runImputation(app: TestApp): Promise<RunDetail> {
 
 const output = (d: RunDetail, task: string) => d.tasks.find((t) => t.task_id === task)?.output;
 const states = (d: RunDetail) => Object.fromEntries(d.tasks.map((t) => [t.task_id, t.state]));
-
-async function sql(app: TestApp, query: string): Promise<unknown[][]> {
-  const res = await app.api.inject({
-    method: 'POST',
-    url: '/api/query',
-    headers: { 'content-type': 'application/json' },
-    payload: { sql: query },
-  });
-  expect(res.statusCode).toBe(200);
-  return res.json<{ rows: unknown[][] }>().rows;
-}
 
 interface WireRow {
   sensor_id: string;
@@ -185,7 +174,7 @@ describe('the daily imputation workflow', () => {
       expect(modelError).toBeLessThanOrEqual(linearError);
 
       // Silver and gold: the refresh step rebuilt the date with the imputation file.
-      const [[silverImputed, withModel, stillMissing]] = (await sql(
+      const [[silverImputed, withModel, stillMissing]] = (await lakeSql(
         app,
         `SELECT count(*) FILTER (WHERE imputed), count(imputation_model),
               count(*) FILTER (WHERE value IS NULL)
@@ -196,7 +185,7 @@ describe('the daily imputation workflow', () => {
         hiddenShort.length,
         hiddenLong.length,
       ]);
-      const gold = (await sql(
+      const gold = (await lakeSql(
         app,
         `SELECT sensor_id, imputed_count, missing_count FROM gold_daily_summary
         WHERE date = DATE '${DATE}' ORDER BY sensor_id`,
@@ -206,7 +195,7 @@ describe('the daily imputation workflow', () => {
         ['gh-humidity', 0, hiddenLong.length],
         ['gh-temp', hiddenShort.length, 0],
       ]);
-      const [[fromFile]] = (await sql(
+      const [[fromFile]] = (await lakeSql(
         app,
         `SELECT count(*) FROM imputations WHERE date = DATE '${DATE}'`,
       )) as [[number]];
@@ -288,7 +277,7 @@ describe('the daily imputation workflow', () => {
         (r) => (output(r, 'write-back') as { filled: number } | null)?.filled ?? 0,
       );
       expect(filled[0]! + filled[1]!).toBe(day.hidden.short);
-      const [[rows, distinct]] = (await sql(
+      const [[rows, distinct]] = (await lakeSql(
         app,
         `SELECT count(*), count(DISTINCT (sensor_id, event_time)) FROM imputations`,
       )) as [[number, number]];

@@ -7,7 +7,7 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { ManualClock } from '../src/core/clock.js';
-import { startTestApp, type TestApp } from './helpers/app.js';
+import { lakeSql, startTestApp, type TestApp } from './helpers/app.js';
 import { runCanopy } from './helpers/cli.js';
 import { startWebhookReceiver, type WebhookReceiver } from './helpers/receivers.js';
 
@@ -84,17 +84,6 @@ async function detail(app: TestApp, runId: string) {
 const taskStates = (d: Awaited<ReturnType<typeof detail>>) =>
   Object.fromEntries(d.tasks.map((t) => [t.task_id, t.state]));
 
-async function sql(app: TestApp, query: string): Promise<unknown[][]> {
-  const res = await app.api.inject({
-    method: 'POST',
-    url: '/api/query',
-    headers: { 'content-type': 'application/json' },
-    payload: { sql: query },
-  });
-  expect(res.statusCode).toBe(200);
-  return res.json<{ rows: unknown[][] }>().rows;
-}
-
 describe('the platform workflows', () => {
   it('lists the housekeeping, hourly and daily workflows with their schedules and DAGs', async () => {
     const { app } = await start();
@@ -154,7 +143,7 @@ describe('the platform workflows', () => {
     expect(d.tasks.find((t) => t.task_id === 'freshness')!.output).toBe('process');
 
     // The oracle: the readings sent, and the anomalies silver flagged for the date.
-    const [[flagged]] = (await sql(
+    const [[flagged]] = (await lakeSql(
       app,
       `SELECT count(*) FILTER (WHERE is_anomaly) FROM silver_readings WHERE date = DATE '${DATE}'`,
     )) as [[number]];

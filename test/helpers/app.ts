@@ -47,3 +47,16 @@ export async function startTestApp(
     },
   };
 }
+
+/** Rows of `POST /api/query` (SQL over the lake); fails the test unless it answers 200. */
+export async function lakeSql(app: TestApp, query: string): Promise<unknown[][]> {
+  const res = await app.api.inject({
+    method: 'POST',
+    url: '/api/query',
+    headers: { 'content-type': 'application/json' },
+    payload: { sql: query },
+  });
+  if (res.statusCode !== 200)
+    throw new Error(`POST /api/query answered ${res.statusCode}: ${res.body}`);
+  return res.json<{ rows: unknown[][] }>().rows;
+}
