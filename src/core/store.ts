@@ -90,6 +90,12 @@ export interface IngestReceipt {
 export interface PurgeOptions {
   /** Also delete receipts committed before this time (epoch ms). Receipts are kept when absent. */
   receiptsBefore?: number;
+  /**
+   * Also delete receipts of MQTT messages (keys `mqtt:…`, see
+   * src/sources/mqtt-key.ts) committed before this time: they guard against
+   * a broker's redelivery within a session only, and there are many.
+   */
+  mqttReceiptsBefore?: number;
 }
 
 export interface AppendResult {
@@ -124,6 +130,11 @@ export interface ExportBatch {
   partitions: ExportedPartition[];
 }
 
+export interface CommitPosition {
+  seq: bigint;
+  deadLetterId: bigint;
+}
+
 export interface HotStore {
   /** Creates tables if needed and recovers the seq counter. Idempotent. */
   open(): Promise<void>;
@@ -148,6 +159,19 @@ export interface HotStore {
 
   /** Newest first: ordered by event time descending, then seq descending. */
   queryReadings(query: ReadingQuery): Promise<Page<StoredReading>>;
+  /**
+   * Committed readings with seq above `afterSeq`, lowest seq first, at most
+   * `limit` (1..10 000): how a process without the pipeline (the jobs and api
+   * roles) follows what others commit. Commits become visible in seq order,
+   * so a reader that resumes after the last seq it saw misses none (purged
+   * readings aside).
+   */
+  readingsAfter(afterSeq: bigint, limit: number): Promise<StoredReading[]>;
+  /**
+   * The highest seq and dead-letter id committed so far (0 before the
+   * first): where a follower of `readingsAfter` and `deadLettersAfter` starts.
+   */
+  commitPosition(): Promise<CommitPosition>;
   /** The last `perSensor` non-null values of every sensor, oldest first (to warm stream checks). */
   recentValues(perSensor: number): Promise<Map<string, number[]>>;
   countReadings(): Promise<number>;

@@ -95,6 +95,7 @@ export function startHousekeeping(deps: {
       metrics.purgedRows.inc(
         await store.purge(now - config.store.retentionHours * 3_600_000, {
           receiptsBefore: now - config.store.receiptRetentionDays * 86_400_000,
+          mqttReceiptsBefore: now - config.store.mqttReceiptRetentionHours * 3_600_000,
         }),
       );
       for (const extra of deps.retention ?? []) {

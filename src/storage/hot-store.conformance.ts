@@ -234,6 +234,60 @@ function sensor(overrides: Partial<SensorRecord> & { sensorId: string }): Sensor
   };
 }
 
+/** The contract of `upsertSensors`, record by record (see the file comment). */
+function oracleUpsert(known: Map<string, SensorRecord>, records: readonly SensorRecord[]): void {
+  for (const r of records) {
+    const old = known.get(r.sensorId);
+    if (!old) {
+      known.set(r.sensorId, { ...r });
+      continue;
+    }
+    const field = <T>(a: T | null, b: T | null): T | null =>
+      r.origin === 'config' ? (b ?? a) : (a ?? b);
+    known.set(r.sensorId, {
+      sensorId: r.sensorId,
+      sensorType: field(old.sensorType, r.sensorType),
+      unit: field(old.unit, r.unit),
+      location: field(old.location, r.location),
+      origin: r.origin === 'config' ? 'config' : old.origin,
+      intervalMs: field(old.intervalMs, r.intervalMs),
+      firstSeen:
+        old.firstSeen === null || r.firstSeen === null
+          ? (old.firstSeen ?? r.firstSeen)
+          : Math.min(old.firstSeen, r.firstSeen),
+    });
+  }
+}
+
+/** A record with each field null about a third of the time; mostly discovered. */
+function randomSensor(rand: () => number, sensorId: string): SensorRecord {
+  const maybe = <T>(value: T): T | null => (rand() < 0.35 ? null : value);
+  return {
+    sensorId,
+    sensorType: maybe(pick(rand, TYPES)),
+    unit: maybe(pick(rand, ['C', '%', 'hPa'])),
+    location: maybe(pick(rand, LOCATIONS)),
+    origin: rand() < 0.2 ? 'config' : 'discovered',
+    intervalMs: maybe(1000 * (1 + Math.floor(rand() * 60))),
+    firstSeen: maybe(BASE + Math.floor(rand() * 86_400_000)),
+  };
+}
+
+async function sensorRecords(store: HotStore): Promise<SensorRecord[]> {
+  return (await store.listSensors()).map((s) => ({
+    sensorId: s.sensorId,
+    sensorType: s.sensorType,
+    unit: s.unit,
+    location: s.location,
+    origin: s.origin,
+    intervalMs: s.intervalMs,
+    firstSeen: s.firstSeen,
+  }));
+}
+
+const byId = (a: SensorRecord, b: SensorRecord): number =>
+  a.sensorId < b.sensorId ? -1 : a.sensorId > b.sensorId ? 1 : 0;
+
 export function describeHotStoreConformance(
   name: string,
   makeStore: () => Promise<HotStoreHarness>,
@@ -404,6 +458,40 @@ export function describeHotStoreConformance(
         const store = await reopened(harness, harness.store);
         const next = await appendAll(store, dataset(1, 11));
         expect((next[0] as StoredReading).seq).toBeGreaterThan(last);
+      });
+    });
+
+    describe('following commits by seq', () => {
+      it('readingsAfter gives the rows above a seq, lowest first, up to the limit', async () => {
+        const { store } = await setup();
+        expect(await store.commitPosition()).toEqual({ seq: 0n, deadLetterId: 0n });
+        expect(await store.readingsAfter(0n, 10)).toEqual([]);
+        const first = await appendAll(store, dataset(7, 30));
+        const second = await appendAll(store, dataset(5, 31), [deadLetter(), deadLetter()]);
+        const all = [...first, ...second];
+        const last = (all[all.length - 1] as StoredReading).seq;
+        const [newest] = await walkDeadLetters(store, { limit: 1 });
+        expect(await store.commitPosition()).toEqual({
+          seq: last,
+          deadLetterId: (newest as StoredDeadLetter).id,
+        });
+        expect(await store.readingsAfter(0n, 10_000)).toEqual(all);
+        const from = (first[2] as StoredReading).seq;
+        expect(await store.readingsAfter(from, 4)).toEqual(all.slice(3, 7));
+        expect(await store.readingsAfter(last, 10)).toEqual([]);
+        await expectCode(store.readingsAfter(0n, 0), 'CANOPY_API_BAD_REQUEST');
+        await expectCode(store.readingsAfter(0n, 10_001), 'CANOPY_API_BAD_REQUEST');
+      });
+
+      it('the commit position survives a purge and a reopen', async () => {
+        const harness = await setup();
+        const stored = await appendAll(harness.store, dataset(10, 32));
+        const last = (stored[9] as StoredReading).seq;
+        await harness.store.setExportWatermark(last);
+        await harness.store.purge(BASE + 10 * 86_400_000);
+        const store = await reopened(harness, harness.store);
+        expect((await store.commitPosition()).seq).toBe(last);
+        expect(await store.readingsAfter(0n, 10)).toEqual([]);
       });
     });
 
@@ -813,6 +901,52 @@ export function describeHotStoreConformance(
         const { store } = await setup();
         await expectCode(store.upsertSensors([sensor({ sensorId: '' })]), 'CANOPY_API_BAD_REQUEST');
       });
+
+      it('registers 10,000 new sensors in one call, then a mixed call of new and known ones', async () => {
+        const { store } = await setup();
+        const rand = seededRandom(41);
+        const oracle = new Map<string, SensorRecord>();
+        const fleet = Array.from({ length: 10_000 }, (_, i) =>
+          randomSensor(rand, `fleet-${String(i).padStart(5, '0')}`),
+        );
+        await store.upsertSensors(fleet);
+        oracleUpsert(oracle, fleet);
+        expect(await sensorRecords(store)).toEqual([...oracle.values()].sort(byId));
+
+        // Known and new sensors, both origins, several records per sensor in one call.
+        const mixed = Array.from({ length: 3_000 }, (_, i) =>
+          randomSensor(
+            rand,
+            i % 3 === 0
+              ? `new-${i % 700}`
+              : `fleet-${String(Math.floor(rand() * 10_000)).padStart(5, '0')}`,
+          ),
+        );
+        await store.upsertSensors(mixed);
+        oracleUpsert(oracle, mixed);
+        expect(await sensorRecords(store)).toEqual([...oracle.values()].sort(byId));
+      });
+
+      it('a config record then a discovered record for a stored sensor, in one call', async () => {
+        const { store } = await setup();
+        await store.upsertSensors([
+          sensor({ sensorId: 'x', unit: 'F', location: 'old', firstSeen: BASE + 7 }),
+        ]);
+        await store.upsertSensors([
+          sensor({ sensorId: 'x', origin: 'config', unit: 'C', location: null, firstSeen: null }),
+          sensor({ sensorId: 'x', unit: 'K', location: 'new', sensorType: 'temp', intervalMs: 5 }),
+          sensor({ sensorId: 'x', sensorType: 'ignored', firstSeen: BASE + 2 }),
+        ]);
+        expect((await sensorRecords(store))[0]).toEqual({
+          sensorId: 'x',
+          sensorType: 'temp',
+          unit: 'C',
+          location: 'old',
+          origin: 'config',
+          intervalMs: 5,
+          firstSeen: BASE + 2,
+        });
+      });
     });
 
     describe('imputed values', () => {
@@ -1014,6 +1148,26 @@ export function describeHotStoreConformance(
         );
       });
 
+      it('purge deletes MQTT receipts committed before mqttReceiptsBefore, and only those', async () => {
+        const { store } = await setup();
+        const keys = ['mqtt:a', 'mqtt:b', 'http:a', 'file:a', 'mqtt:c'];
+        await store.append(
+          [],
+          [],
+          keys.map((k, i) => receipt(k, { committedAt: BASE + (i === 4 ? 9_000 : 1_000) })),
+        );
+        await store.purge(BASE + 10_000, { mqttReceiptsBefore: BASE + 5_000 });
+        expect([...(await store.findReceipts(keys)).keys()]).toEqual([
+          'http:a',
+          'file:a',
+          'mqtt:c',
+        ]);
+        await expectCode(
+          store.purge(BASE, { mqttReceiptsBefore: Number.POSITIVE_INFINITY }),
+          'CANOPY_API_BAD_REQUEST',
+        );
+      });
+
       it('rejects more than 1 000 keys', async () => {
         const { store } = await setup();
         await expectCode(
@@ -1203,6 +1357,8 @@ async function expectClosed(store: HotStore): Promise<void> {
   const code = 'CANOPY_STORE_CLOSED';
   await expectCode(store.append([reading()], []), code);
   await expectCode(store.queryReadings({ limit: 1 }), code);
+  await expectCode(store.readingsAfter(0n, 1), code);
+  await expectCode(store.commitPosition(), code);
   await expectCode(store.recentValues(3), code);
   await expectCode(store.countReadings(), code);
   await expectCode(store.upsertSensors([sensor({ sensorId: 'x' })]), code);

@@ -45,6 +45,7 @@ import type { StoredReading } from '../core/reading.js';
 import { SerialQueue } from '../core/serial-queue.js';
 import type {
   AppendResult,
+  CommitPosition,
   DeadLetterQuery,
   ExportBatch,
   HotStore,
@@ -528,6 +529,33 @@ export class PostgresHotStore implements HotStore {
     });
   }
 
+  async readingsAfter(afterSeq: bigint, limit: number): Promise<StoredReading[]> {
+    const max = checkLimit(limit);
+    return await this.read(async (pool) =>
+      (
+        await this.rows(
+          pool,
+          `SELECT ${READING_SELECT} FROM ${this.t('readings')} WHERE seq > $1::bigint ORDER BY seq LIMIT $2`,
+          [afterSeq.toString(), max],
+        )
+      ).map(toStoredReading),
+    );
+  }
+
+  /**
+   * The counter row's committed values: an append moves them in the
+   * transaction that writes those seqs and ids, so all at or below are committed.
+   */
+  commitPosition(): Promise<CommitPosition> {
+    return this.read(async (pool) => {
+      const [row] = await this.rows(
+        pool,
+        `SELECT last_seq, last_dead_letter_id FROM ${this.t('hot_state')}`,
+      );
+      return { seq: BigInt(str(row?.[0])), deadLetterId: BigInt(str(row?.[1])) };
+    });
+  }
+
   /** Throws CANOPY_API_BAD_REQUEST for a bad limit, bound or cursor. */
   async queryReadings(query: ReadingQuery): Promise<Page<StoredReading>> {
     const limit = checkLimit(query.limit);
@@ -609,14 +637,21 @@ export class PostgresHotStore implements HotStore {
   }
 
   /**
-   * One transaction, one upsert per record in order: a config record
-   * overwrites the fields it knows (its nulls keep the stored value) and makes
-   * the sensor `config`; a discovered record only fills null fields and never
-   * demotes a config sensor; `firstSeen` keeps the earliest time (`least`
-   * ignores nulls). Rows are locked in sensor-id order (a stable sort keeps
-   * the order of one sensor's records), so two processes registering the
-   * same sensors cannot deadlock. Throws CANOPY_API_BAD_REQUEST for a record
-   * without id or with an unknown origin.
+   * Applies the records as if one by one in order, in one transaction: a
+   * config record overwrites the fields it knows (its nulls keep the stored
+   * value) and makes the sensor `config`; a discovered record only fills
+   * null fields and never demotes a config sensor; `firstSeen` keeps the
+   * earliest time (`least` ignores nulls). Throws CANOPY_API_BAD_REQUEST for
+   * a record without id or with an unknown origin.
+   *
+   * Cost: at most two statements whatever the number of records. The
+   * records of one sensor fold into one config part (its fields: the last
+   * non-null value of any config record) applied first, then one discovered
+   * part (the first non-null value of any discovered record): for every
+   * field, applying records in order gives `last config ?? stored ?? first
+   * discovered`, which is what the two parts give. Each statement is one
+   * INSERT … ON CONFLICT over unnested arrays, rows in sensor-id order, so two
+   * processes registering the same sensors lock them in the same order.
    */
   async upsertSensors(sensors: readonly SensorRecord[]): Promise<void> {
     for (const s of sensors) {
@@ -635,26 +670,27 @@ export class PostgresHotStore implements HotStore {
                         ELSE coalesce(s.${column}, excluded.${column}) END`;
     const upsert = `INSERT INTO ${this.t('sensors')} AS s
         (sensor_id, sensor_type, unit, location, origin, interval_ms, first_seen)
-      VALUES ($1, $2, $3, $4, $5, $6::bigint, $7::timestamptz)
+      SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
+                           $6::bigint[], $7::timestamptz[])
+       ORDER BY 1
       ON CONFLICT (sensor_id) DO UPDATE SET
         ${['sensor_type', 'unit', 'location', 'interval_ms'].map(merge).join(',\n        ')},
         origin = CASE WHEN excluded.origin = 'config' THEN 'config' ELSE s.origin END,
         first_seen = least(s.first_seen, excluded.first_seen)`;
+    const { config, discovered } = foldSensors(sensors);
     return await this.write(async (pool) => {
       if (sensors.length === 0) return;
       await this.transaction(pool, 'the sensor registry', async (client) => {
-        const inLockOrder = [...sensors].sort((a, b) =>
-          a.sensorId < b.sensorId ? -1 : a.sensorId > b.sensorId ? 1 : 0,
-        );
-        for (const s of inLockOrder) {
+        for (const part of [config, discovered]) {
+          if (part.length === 0) continue;
           await client.query(upsert, [
-            s.sensorId,
-            s.sensorType,
-            s.unit,
-            s.location,
-            s.origin,
-            s.intervalMs === null ? null : Math.round(s.intervalMs),
-            s.firstSeen === null ? null : isoTime(s.firstSeen),
+            part.map((s) => s.sensorId),
+            part.map((s) => s.sensorType),
+            part.map((s) => s.unit),
+            part.map((s) => s.location),
+            part.map((s) => s.origin),
+            part.map((s) => (s.intervalMs === null ? null : Math.round(s.intervalMs))),
+            part.map((s) => (s.firstSeen === null ? null : isoTime(s.firstSeen))),
           ]);
         }
       });
@@ -950,6 +986,12 @@ export class PostgresHotStore implements HotStore {
             [boundTime(receiptsBefore)],
           );
         }
+        if (options.mqttReceiptsBefore !== undefined) {
+          await client.query(
+            `DELETE FROM ${this.t('ingest_receipts')} WHERE committed_at < $1::timestamptz AND idempotency_key LIKE 'mqtt:%'`,
+            [boundTime(options.mqttReceiptsBefore)],
+          );
+        }
         await this.unlessLockTimesOut(client, () =>
           this.ensurePartitions(client, this.daysAhead()),
         );
@@ -1038,6 +1080,49 @@ function boundTime(epochMs: number): string {
   if (epochMs < MIN_TIME_MS) return '-infinity';
   if (epochMs > MAX_TIME_MS) return 'infinity';
   return new Date(epochMs).toISOString();
+}
+
+/**
+ * Folds the records of each sensor into at most one config record and one
+ * discovered record (see `upsertSensors`), each list sorted by sensor id.
+ * Both parts carry the earliest `firstSeen` of all the sensor's records.
+ */
+function foldSensors(sensors: readonly SensorRecord[]): {
+  config: SensorRecord[];
+  discovered: SensorRecord[];
+} {
+  const config = new Map<string, SensorRecord>();
+  const discovered = new Map<string, SensorRecord>();
+  const firstSeen = new Map<string, number | null>();
+  for (const r of sensors) {
+    const seen = firstSeen.get(r.sensorId) ?? null;
+    firstSeen.set(
+      r.sensorId,
+      seen === null ? r.firstSeen : r.firstSeen === null ? seen : Math.min(seen, r.firstSeen),
+    );
+    const parts = r.origin === 'config' ? config : discovered;
+    const prev = parts.get(r.sensorId);
+    // Config: a later non-null value wins. Discovered: the first non-null value stays.
+    const pick = <T>(a: T | null, b: T | null): T | null =>
+      r.origin === 'config' ? (b ?? a) : (a ?? b);
+    parts.set(
+      r.sensorId,
+      prev === undefined
+        ? { ...r }
+        : {
+            ...prev,
+            sensorType: pick(prev.sensorType, r.sensorType),
+            unit: pick(prev.unit, r.unit),
+            location: pick(prev.location, r.location),
+            intervalMs: pick(prev.intervalMs, r.intervalMs),
+          },
+    );
+  }
+  const finish = (parts: Map<string, SensorRecord>): SensorRecord[] =>
+    [...parts.values()]
+      .map((s) => ({ ...s, firstSeen: firstSeen.get(s.sensorId) ?? null }))
+      .sort((a, b) => (a.sensorId < b.sensorId ? -1 : a.sensorId > b.sensorId ? 1 : 0));
+  return { config: finish(config), discovered: finish(discovered) };
 }
 
 // COPY text format: backslash, tab, newline and carriage return are escaped; \N is NULL.

@@ -35,6 +35,7 @@ export function checkPurgeBounds(before: unknown, options: PurgeOptions): void {
   for (const [name, bound] of [
     ['purge bound', before],
     ['receipt purge bound', options.receiptsBefore ?? 0],
+    ['MQTT receipt purge bound', options.mqttReceiptsBefore ?? 0],
   ] as const) {
     if (typeof bound !== 'number' || !Number.isFinite(bound)) {
       throw badRequest(`${name} must be a finite epoch-milliseconds number, got ${String(bound)}`);
