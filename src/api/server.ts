@@ -38,18 +38,27 @@ import { registerImputationRoutes } from './imputation.js';
 import { registerDashboardRoutes, type DashboardDeps } from './dashboard.js';
 import { toCsv } from './csv.js';
 
-export interface ApiDeps {
-  sink: IngestSink;
+/** The read side (the api role): all four, or none in a process without it. */
+export interface ApiReadDeps {
   store: HotStore;
-  metrics: Metrics;
-  logger: Logger;
-  maxPayloadBytes: number;
   /** SQL over the lake (`POST /api/query`). */
   queries: LakeQueries;
   /** The lake catalogue (`GET /api/catalog`). */
   catalog: () => Promise<CatalogTable[]>;
   /** Quality run results (`GET /api/quality`, the `canopy_quality_*` metrics). */
   quality: Pick<QualityHistory, 'list' | 'get' | 'latestBySuite'>;
+}
+
+/**
+ * Every process serves `/healthz`, `/readyz` and `/metrics`. With a sink it
+ * takes readings (`POST /api/data`: the ingest role); with the read side it
+ * serves the read routes and the alert, workflow and dashboard routes given.
+ */
+export interface ApiDeps extends Partial<ApiReadDeps> {
+  sink?: IngestSink;
+  metrics: Metrics;
+  logger: Logger;
+  maxPayloadBytes: number;
   /** Seconds clients are told to wait when ingest is overloaded. */
   retryAfterSeconds?: number;
   /** What `GET /readyz` probes (hot store, lake, MQTT); none means always ready. */
@@ -89,10 +98,10 @@ const FORMAT_BY_MEDIA_TYPE: Record<string, PayloadFormat> = {
 };
 
 function sendError(reply: FastifyReply, err: CanopyError, retryAfter?: number): FastifyReply {
-  // Both are passing: an overloaded pipeline, a store that could not commit (down, restarting).
-  const transient =
-    err.code === 'CANOPY_INGEST_OVERLOADED' || err.code === 'CANOPY_STORE_COMMIT_FAILED';
-  if (transient && retryAfter !== undefined) reply.header('retry-after', String(retryAfter));
+  // Every 503 is passing (an overloaded pipeline, a store that could not commit, a shutdown,
+  // a dependency down), so it tells the client when to try again.
+  if (err.status === 503 && retryAfter !== undefined)
+    reply.header('retry-after', String(retryAfter));
   return reply.status(err.status).send({
     error: {
       code: err.code,
@@ -142,6 +151,8 @@ export function buildApi(deps: ApiDeps): FastifyInstance {
     }),
     genReqId: requestId,
     bodyLimit: deps.maxPayloadBytes,
+    // Fastify's own 503 while closing has no Retry-After; the first hook below answers instead.
+    return503OnClosing: false,
     // HTTPS when configured; routes and hooks do not depend on the transport.
     ...(deps.tls === undefined ? {} : { https: deps.tls }),
   });
@@ -155,9 +166,23 @@ export function buildApi(deps: ApiDeps): FastifyInstance {
     (_req, body, done) => done(null, body),
   );
 
+  // Set by the preClose hook below, once `close()` starts.
+  let closing = false;
   app.addHook('onRequest', (request, reply, done) => {
     reply.header('x-request-id', request.id);
     if (deps.tls !== undefined) reply.header('strict-transport-security', HSTS);
+    // Before authentication and routing: a stopping server takes no new work.
+    if (closing) {
+      sendError(
+        reply,
+        new CanopyError(
+          'CANOPY_API_SHUTTING_DOWN',
+          'Canopy is stopping; retry after the Retry-After seconds (or on another instance)',
+        ),
+        retryAfter,
+      );
+      return;
+    }
     done();
   });
 
@@ -168,17 +193,24 @@ export function buildApi(deps: ApiDeps): FastifyInstance {
 
   // Once closing starts, a response to a request already in flight closes its connection:
   // left keep-alive, an idle socket would hold `close()` open until keepAliveTimeout.
-  let closing = false;
   let lastRequestAt = 0;
   app.addHook('onRequest', (_request, _reply, done) => {
     lastRequestAt = Date.now();
     done();
   });
-  app.addHook('onSend', (_request, reply, payload, done) => {
+  app.addHook('onSend', (request, reply, payload, done) => {
     if (closing) reply.header('connection', 'close');
+    // Any other 503 (a route's own, e.g. the live stream while stopping) says when to retry
+    // too; readiness is polled by orchestrators on their own schedule.
+    if (
+      reply.statusCode === 503 &&
+      !reply.hasHeader('retry-after') &&
+      request.routeOptions.url !== '/readyz'
+    )
+      reply.header('retry-after', String(retryAfter));
     done(null, payload);
   });
-  // Fastify answers 503 (with `Connection: close`) from here on. The listener stays open until
+  // Canopy answers 503 CANOPY_API_SHUTTING_DOWN (with `Connection: close`) from here on. The listener stays open until
   // requests stop coming (or CLOSE_GRACE_MS), so busy clients are told 503 on connections they
   // use rather than having those connections reaped under a request they are sending.
   app.addHook('preClose', async () => {
@@ -246,11 +278,17 @@ export function buildApi(deps: ApiDeps): FastifyInstance {
     return reply.status(ready ? 200 : 503).send({ status: ready ? 'ready' : 'not_ready', checks });
   });
 
-  const lakeGauges = new LakeGauges({
-    catalog: deps.catalog,
-    metrics: deps.metrics,
-    logger: deps.logger.child({ component: 'api' }),
-  });
+  const { store, queries, catalog, quality } = deps;
+  const reads =
+    store && queries && catalog && quality ? { ...deps, store, queries, catalog, quality } : null;
+  const lakeGauges =
+    catalog === undefined
+      ? null
+      : new LakeGauges({
+          catalog,
+          metrics: deps.metrics,
+          logger: deps.logger.child({ component: 'api' }),
+        });
 
   const diskGauges = new DiskGauges({
     volumes: deps.diskVolumes ?? [],
@@ -260,8 +298,9 @@ export function buildApi(deps: ApiDeps): FastifyInstance {
 
   /** The quality gauges follow the lake's history, which other processes also write. */
   const sampleQuality = async (): Promise<void> => {
+    if (quality === undefined) return;
     try {
-      for (const suite of await deps.quality.latestBySuite()) {
+      for (const suite of await quality.latestBySuite()) {
         const labels = { suite: suite.suite };
         deps.metrics.qualitySuiteSuccess.set(labels, suite.success ? 1 : 0);
         deps.metrics.qualitySuiteFailedExpectations.set(labels, suite.failed);
@@ -274,9 +313,9 @@ export function buildApi(deps: ApiDeps): FastifyInstance {
   };
 
   app.get('/metrics', async (_request, reply) => {
-    deps.metrics.hotStoreRows.set(await deps.store.countReadings());
+    if (store) deps.metrics.hotStoreRows.set(await store.countReadings());
     await sampleQuality();
-    await lakeGauges.sample();
+    await lakeGauges?.sample();
     await diskGauges.sample();
     await deps.alerts?.sampleGauges();
     return reply
@@ -284,6 +323,14 @@ export function buildApi(deps: ApiDeps): FastifyInstance {
       .send(await deps.metrics.registry.metrics());
   });
 
+  if (deps.sink) registerIngestRoute(app, deps.sink);
+  if (reads) registerReadRoutes(app, reads);
+
+  return app;
+}
+
+/** `POST /api/data`: a body in any ingest format, handed to the sink. */
+function registerIngestRoute(app: FastifyInstance, sink: IngestSink): void {
   app.post('/api/data', async (request, reply) => {
     if (!request.headers['content-type']) {
       throw new CanopyError(
@@ -294,7 +341,7 @@ export function buildApi(deps: ApiDeps): FastifyInstance {
     const mediaType = request.headers['content-type'].split(';')[0]!.trim().toLowerCase();
     const body = request.body as Buffer | undefined;
     const idempotencyKey = parseIdempotencyKey(request.headers['idempotency-key']);
-    const result = await deps.sink.submit({
+    const result = await sink.submit({
       source: 'http',
       payload: body ?? Buffer.alloc(0),
       format: FORMAT_BY_MEDIA_TYPE[mediaType],
@@ -333,7 +380,10 @@ export function buildApi(deps: ApiDeps): FastifyInstance {
       rejected,
     });
   });
+}
 
+/** Readings, SQL, catalogue, quality, sensors, dead letters; then alerts, workflows, dashboard. */
+function registerReadRoutes(app: FastifyInstance, deps: ApiDeps & ApiReadDeps): void {
   app.get('/api/data', async (request) => {
     const q = request.query as Record<string, unknown>;
     const page = await deps.store.queryReadings({
@@ -474,6 +524,4 @@ export function buildApi(deps: ApiDeps): FastifyInstance {
     registerImputationRoutes(app, deps.workflows);
   }
   if (deps.dashboard) registerDashboardRoutes(app, { ...deps, dashboard: deps.dashboard });
-
-  return app;
 }

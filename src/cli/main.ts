@@ -7,6 +7,7 @@ import { Command, Option } from 'commander';
 import { writeFileSync } from 'node:fs';
 import { CanopyError, isCanopyError } from '../core/errors.js';
 import { loadConfig, redactConfig, renderConfigDocs, type CanopyConfig } from '../config/index.js';
+import { ROLES } from '../config/roles.js';
 import { renderErrorDocs } from '../core/error-docs.js';
 import { createLogger } from '../observability/logger.js';
 import { renderMetricsDocs } from '../observability/metrics-docs.js';
@@ -51,11 +52,18 @@ const program = new Command('canopy')
 
 program
   .command('up')
-  .description('run the platform: sources, pipeline, hot store and API in one process')
+  .description(
+    'run the platform: sources, pipeline, hot store, jobs and API (or the parts --role names)',
+  )
   .option('-c, --config <file>', 'YAML config file (default: $CANOPY_CONFIG or none)')
   .option('--simulate', 'also run the sensor simulator and the plants API, so data flows at once')
-  .action(async (opts: { config?: string; simulate?: boolean }) => {
+  .option(
+    '--role <roles>',
+    `run only these parts, comma-separated (${ROLES.join(', ')}; default: all, or the config's roles)`,
+  )
+  .action(async (opts: { config?: string; simulate?: boolean; role?: string }) => {
     const config = load(opts.config, (raw) => {
+      if (opts.role !== undefined) raw.roles = opts.role.split(',').map((r) => r.trim());
       if (opts.simulate) {
         const sim = (raw.simulator ??= {}) as Record<string, unknown>;
         sim.enabled = true;

@@ -15,7 +15,6 @@ import type { FastifyInstance } from 'fastify';
 import type { Clock } from '../core/clock.js';
 import { CanopyError } from '../core/errors.js';
 import { systemClock } from '../core/clock.js';
-import type { ObjectStore } from '../core/object-store.js';
 import type { HotStore } from '../core/store.js';
 import type { CanopyConfig } from '../config/schema.js';
 import { buildApi } from '../api/server.js';
@@ -28,18 +27,13 @@ import type { DiskVolume } from '../observability/disk-gauges.js';
 import type { Logger } from '../observability/logger.js';
 import { Metrics } from '../observability/metrics.js';
 import type { ReadinessCheck } from '../observability/readiness.js';
-import { EmbeddedMqttBroker } from '../sources/mqtt-broker.js';
-import { MqttClientSource } from '../sources/mqtt-client.js';
-import { HttpPollSource } from '../sources/http-poll.js';
-import { FileDropSource } from '../sources/file-drop.js';
+import type { EmbeddedMqttBroker } from '../sources/mqtt-broker.js';
 import { PlantDirectory } from '../sources/plant-directory.js';
-import { BUILT_IN_WIDE_CSV_MAPPINGS } from '../ingest/index.js';
 import { createNotifiers, type Notifier } from '../alerts/index.js';
 import type { MetaStore } from '../core/meta.js';
 import {
   createObjectStore,
   DuckDbHotStore,
-  LocalObjectStore,
   PostgresHotStore,
   openMetaStore,
 } from '../storage/index.js';
@@ -48,21 +42,26 @@ import { startHousekeeping, type Housekeeping, type RetentionPurge } from './hou
 import { startWorkflows, type Workflows } from './workflows.js';
 import { housekeepingIsWorkflow } from '../workflows/platform.js';
 import { startBus } from './bus.js';
+import { CommitFollower } from './commit-follower.js';
 import { createPipeline, type IngestPipeline } from './pipeline.js';
-import { startSimulation } from './simulation.js';
-import { readPemFile, serverTlsOptions } from './tls.js';
+import { startSources } from './sources.js';
+import { serverTlsOptions } from './tls.js';
+import { ROLES, type Role } from '../config/roles.js';
+import { AuthFailureLimiter } from '../auth/failure-limit.js';
 
 export interface CanopyApp {
   config: CanopyConfig;
-  store: HotStore;
-  pipeline: IngestPipeline;
+  /** Null in a process with the ingest role alone. */
+  store: HotStore | null;
+  /** Null without the process role. */
+  pipeline: IngestPipeline | null;
   metrics: Metrics;
   /** Bound ports (0 in config resolves to the real one here); null when that part is off. */
   httpPort: number | null;
   mqttPort: number | null;
   api: FastifyInstance;
-  /** Export to bronze, then purge the hot window: the `housekeeping` workflow's steps, or on `lake.exportIntervalMs` without workflows. */
-  housekeeping: Housekeeping;
+  /** Export to bronze, then purge the hot window: the `housekeeping` workflow's steps, or on `lake.exportIntervalMs` without workflows. Null without the jobs role. */
+  housekeeping: Housekeeping | null;
   /** Rules, alerts and the notification outbox; null when `alerting.enabled` is false. */
   alerting: Alerting | null;
   /** The platform workflows and their runner; null when `workflows.enabled` is false. */
@@ -93,6 +92,8 @@ function diskVolumes(config: CanopyConfig): DiskVolume[] {
 }
 
 const DAY_MS = 86_400_000;
+/** How often a process without the pipeline reads new commits (alert evaluation and live view lag by up to this). */
+const FOLLOW_INTERVAL_MS = 500;
 
 /** Notifiers without an outbox dispatcher to close them (alerting off). */
 async function closeNotifiers(notifiers: ReadonlyMap<string, Notifier>): Promise<void> {
@@ -133,25 +134,6 @@ export async function openStore(
         });
   await store.open();
   return store;
-}
-
-/**
- * Where the landing area is: `landing.path` (a local folder) if set; else
- * `<dataDir>/landing` for a local lake — outside the lake folder, so files not
- * yet validated are not visible to SQL over the lake — and `landing/` inside
- * the lake's bucket and prefix for an S3 lake.
- */
-export function landingArea(
-  config: CanopyConfig,
-  lake: ObjectStore,
-): { store: ObjectStore; prefix: string; watchPath?: string } {
-  const folder =
-    config.landing.path ??
-    (config.lake.kind === 'local' ? path.join(config.dataDir, 'landing') : undefined);
-  if (folder === undefined) return { store: lake, prefix: 'landing/' };
-  const root = path.resolve(folder);
-  mkdirSync(root, { recursive: true });
-  return { store: new LocalObjectStore({ root }), prefix: '', watchPath: root };
 }
 
 export async function startCanopy(config: CanopyConfig, options: StartOptions): Promise<CanopyApp> {
@@ -199,18 +181,29 @@ export async function startCanopy(config: CanopyConfig, options: StartOptions): 
   const auth = resolveAuthMode(config);
   if (auth.warning !== undefined) logger.warn(auth.warning);
 
+  const runs = (role: Role): boolean => config.roles.includes(role);
+  if (config.roles.length < ROLES.length)
+    logger.info({ roles: config.roles }, 'running these roles');
+
   try {
-    const store = await openStore(config, logger, clock);
-    stops.push(() => store.close());
-    // A one-row read: count(*) would scan the whole hot window on PostgreSQL at every probe.
-    readiness.push({
-      name: 'hot-store',
-      probe: () => store.getExportWatermark().then(() => undefined),
-    });
+    // Every role but ingest reads or writes the hot store.
+    const store =
+      runs('process') || runs('jobs') || runs('api')
+        ? await openStore(config, logger, clock)
+        : null;
+    if (store !== null) {
+      stops.push(() => store.close());
+      // A one-row read: count(*) would scan the whole hot window on PostgreSQL at every probe.
+      readiness.push({
+        name: 'hot-store',
+        probe: () => store.getExportWatermark().then(() => undefined),
+      });
+    }
 
     // Alerts, workflow runs and credentials share one metadata store, closed last.
+    const jobsUseMeta = runs('jobs') && (config.alerting.enabled || config.workflows.enabled);
     let meta: MetaStore | null = null;
-    if (config.alerting.enabled || config.workflows.enabled || auth.mode === 'required') {
+    if (jobsUseMeta || auth.mode === 'required') {
       const opened = openMetaStore(
         config.meta,
         config.dataDir,
@@ -224,7 +217,9 @@ export async function startCanopy(config: CanopyConfig, options: StartOptions): 
       });
       meta = opened;
     }
-    const notifiers = createNotifiers(config.alerting.notifiers, { logger });
+    const notifiers: ReadonlyMap<string, Notifier> = runs('jobs')
+      ? createNotifiers(config.alerting.notifiers, { logger })
+      : new Map();
     const authService =
       meta === null
         ? null
@@ -234,25 +229,58 @@ export async function startCanopy(config: CanopyConfig, options: StartOptions): 
             sessionTtlMs: config.auth.sessionTtlMs,
             logger,
           });
+    // One throttle for HTTP and MQTT: an address guessing on one channel is refused on both.
+    const failureLimiter = new AuthFailureLimiter(config.auth.failureLimit, clock);
 
     // Stopped after the pipeline drains (stops run in reverse), so the last commits are evaluated.
     let alerting: Alerting | null = null;
     stops.push(() => alerting?.stop() ?? closeNotifiers(notifiers));
-    const pipeline = await createPipeline(config, store, { clock, metrics, logger });
-    stops.push(() => pipeline.drain());
-    // With a NATS or Kafka bus, sources publish to it and a consumer feeds the pipeline.
-    const sink =
-      (await startBus(config, { pipeline, clock, metrics, logger, readiness, stops }))?.sink ??
-      pipeline;
+    const pipeline =
+      runs('process') && store !== null
+        ? await createPipeline(config, store, { clock, metrics, logger })
+        : null;
+    if (pipeline !== null) stops.push(() => pipeline.drain());
+    // With a NATS or Kafka bus, sources publish to it and a consumer (the process role) feeds the pipeline.
+    const bus =
+      runs('ingest') || runs('process')
+        ? await startBus(config, { pipeline, clock, metrics, logger, readiness, stops })
+        : null;
+    const sink = runs('ingest') ? (bus?.sink ?? pipeline) : null;
+    if (runs('ingest') && sink === null)
+      throw new CanopyError(
+        'CANOPY_CONFIG_INVALID',
+        'the ingest role has nowhere to send readings: add the process role or a bus',
+      );
 
-    const lake = createObjectStore(config.lake, config.dataDir);
-    stops.push(() => Promise.resolve(lake.close()));
-    readiness.push({
-      name: 'lake',
-      probe: () => lake.head(LAKE_READINESS_KEY).then(() => undefined),
-    });
-    const quality = new QualityHistory(lake, clock);
-    if (config.alerting.enabled && meta !== null) {
+    // Commits as the jobs and api roles learn of them: from the pipeline in this process, else from the store.
+    let follower: CommitFollower | null = null;
+    if (pipeline === null && store !== null)
+      follower = new CommitFollower({
+        store,
+        logger: logger.child({ component: 'store' }),
+        intervalMs: FOLLOW_INTERVAL_MS,
+      });
+    const commits = pipeline ?? follower;
+
+    const lake =
+      runs('jobs') || runs('api') || (runs('ingest') && config.landing.enabled)
+        ? createObjectStore(config.lake, config.dataDir)
+        : null;
+    if (lake !== null) {
+      stops.push(() => Promise.resolve(lake.close()));
+      readiness.push({
+        name: 'lake',
+        probe: () => lake.head(LAKE_READINESS_KEY).then(() => undefined),
+      });
+    }
+    const quality = lake === null ? null : new QualityHistory(lake, clock);
+    if (
+      runs('jobs') &&
+      config.alerting.enabled &&
+      meta !== null &&
+      store !== null &&
+      quality !== null
+    ) {
       const started = await startAlerting({
         config,
         store: meta,
@@ -264,75 +292,99 @@ export async function startCanopy(config: CanopyConfig, options: StartOptions): 
         logger,
       });
       alerting = started;
-      pipeline.onCommit((readings, rejected) =>
+      commits?.onCommit((readings, rejected) =>
         started.service.readingsCommitted(readings, rejected),
       );
     }
 
     // The dashboard's live stream, told of every commit and every stored alert change.
     const alertService = alerting?.service;
-    const live = new LiveFeed({
-      clock,
-      store,
-      metrics,
-      logger: logger.child({ component: 'api' }),
-      ...(alertService === undefined ? {} : { activeAlerts: () => alertService.activeAlerts() }),
-    });
-    pipeline.onCommit((readings) => live.readingsCommitted(readings));
-    alertService?.onChange((alerts) => live.alertsChanged(alerts));
-
-    const retention: RetentionPurge[] = [];
-    if (meta !== null) {
-      const metaStore = meta;
-      retention.push({
-        name: 'expired sessions',
-        olderThanMs: 0,
-        purge: (before) => metaStore.purgeSessions(before),
-      });
-      if (config.alerting.enabled)
-        retention.push({
-          name: 'resolved alerts',
-          olderThanMs: config.alerting.retentionDays * DAY_MS,
-          purge: (before) => metaStore.purgeResolved(before),
-        });
-      if (config.workflows.enabled)
-        retention.push({
-          name: 'workflow runs',
-          olderThanMs: config.workflows.historyDays * DAY_MS,
-          purge: (before) => metaStore.purgeRuns(before),
-        });
+    const live =
+      runs('api') && store !== null
+        ? new LiveFeed({
+            clock,
+            store,
+            metrics,
+            logger: logger.child({ component: 'api' }),
+            ...(alertService === undefined
+              ? {}
+              : { activeAlerts: () => alertService.activeAlerts() }),
+          })
+        : null;
+    if (live !== null) {
+      commits?.onCommit((readings) => live.readingsCommitted(readings));
+      alertService?.onChange((alerts) => live.alertsChanged(alerts));
     }
-    const housekeeping = startHousekeeping({
-      config,
-      store,
-      lake,
-      clock,
-      metrics,
-      logger,
-      retention,
-      // Else the `housekeeping` workflow runs the steps every minute.
-      timer: !housekeepingIsWorkflow(config),
-      onStep: (step, error) =>
-        alerting?.observe({
-          kind: 'job',
-          name: `housekeeping-${step}`,
-          ok: error === undefined,
-          at: clock.now(),
-          ...(error === undefined
-            ? {}
-            : { error: error instanceof Error ? error.message : 'unknown error' }),
-        }),
-    });
-    stops.push(() => housekeeping.stop());
+    if (follower !== null) {
+      const started = follower;
+      await started.start();
+      stops.push(() => started.stop());
+    }
+
+    let housekeeping: Housekeeping | null = null;
+    if (runs('jobs') && store !== null && lake !== null) {
+      const retention: RetentionPurge[] = [];
+      if (meta !== null) {
+        const metaStore = meta;
+        retention.push({
+          name: 'expired sessions',
+          olderThanMs: 0,
+          purge: (before) => metaStore.purgeSessions(before),
+        });
+        if (config.alerting.enabled)
+          retention.push({
+            name: 'resolved alerts',
+            olderThanMs: config.alerting.retentionDays * DAY_MS,
+            purge: (before) => metaStore.purgeResolved(before),
+          });
+        if (config.workflows.enabled)
+          retention.push({
+            name: 'workflow runs',
+            olderThanMs: config.workflows.historyDays * DAY_MS,
+            purge: (before) => metaStore.purgeRuns(before),
+          });
+      }
+      const started = startHousekeeping({
+        config,
+        store,
+        lake,
+        clock,
+        metrics,
+        logger,
+        retention,
+        // Else the `housekeeping` workflow runs the steps every minute.
+        timer: !housekeepingIsWorkflow(config),
+        onStep: (step, error) =>
+          alerting?.observe({
+            kind: 'job',
+            name: `housekeeping-${step}`,
+            ok: error === undefined,
+            at: clock.now(),
+            ...(error === undefined
+              ? {}
+              : { error: error instanceof Error ? error.message : 'unknown error' }),
+          }),
+      });
+      housekeeping = started;
+      stops.push(() => started.stop());
+    }
 
     const cacheDir = lakeCacheDir(config.lake.cacheDir, config.dataDir);
-    const queries = await openLakeQueries(lake, logger.child({ component: 'query' }), {
-      cacheDir,
-    });
-    stops.push(() => queries.close());
+    const queries =
+      lake !== null && (runs('jobs') || runs('api'))
+        ? await openLakeQueries(lake, logger.child({ component: 'query' }), { cacheDir })
+        : null;
+    if (queries !== null) stops.push(() => queries.close());
 
     let workflows: Workflows | null = null;
-    if (config.workflows.enabled && meta !== null) {
+    if (
+      config.workflows.enabled &&
+      meta !== null &&
+      store !== null &&
+      lake !== null &&
+      queries !== null &&
+      housekeeping !== null
+    ) {
       const started = alerting;
       workflows = await startWorkflows({
         config,
@@ -355,34 +407,50 @@ export async function startCanopy(config: CanopyConfig, options: StartOptions): 
 
     // Set once the broker starts: revoking a device through the API disconnects it.
     let broker: EmbeddedMqttBroker | null = null;
-    // Saved after the polling sources stop (stops run in reverse).
-    const plants = await PlantDirectory.open({
-      file: path.join(config.dataDir, 'plants.json'),
-      logger: logger.child({ component: 'poll' }),
-    });
-    stops.push(() => plants.close());
+    // Kept from the plants poll (ingest) for the dashboard (api); saved after the polls stop.
+    let plants: PlantDirectory | null = null;
+    if (runs('ingest') || runs('api')) {
+      const opened = await PlantDirectory.open({
+        file: path.join(config.dataDir, 'plants.json'),
+        logger: logger.child({ component: 'poll' }),
+      });
+      stops.push(() => opened.close());
+      plants = opened;
+    }
+    const reads =
+      runs('api') && store !== null && queries !== null && lake !== null && quality !== null
+        ? { store, queries, lake, quality }
+        : null;
     const api = buildApi({
-      sink,
-      store,
-      queries,
-      catalog: () => buildCatalog(lake, { cacheDir }),
-      quality,
-      ...(alerting === null ? {} : { alerts: alerting.api }),
-      ...(workflows === null ? {} : { workflows: workflows.api }),
+      ...(sink === null ? {} : { sink }),
+      ...(reads === null
+        ? {}
+        : {
+            store: reads.store,
+            queries: reads.queries,
+            catalog: () => buildCatalog(reads.lake, { cacheDir }),
+            quality: reads.quality,
+            ...(alerting === null ? {} : { alerts: alerting.api }),
+            ...(workflows === null ? {} : { workflows: workflows.api }),
+          }),
       metrics,
       logger,
       maxPayloadBytes: config.ingest.maxPayloadBytes,
       readiness,
       diskVolumes: diskVolumes(config),
-      dashboard: {
-        live,
-        clock,
-        hotWindowMs: config.store.retentionHours * 3_600_000,
-        plants,
-        ...(config.http.dashboardDir === undefined
-          ? {}
-          : { webDist: path.resolve(config.http.dashboardDir) }),
-      },
+      ...(live === null || plants === null
+        ? {}
+        : {
+            dashboard: {
+              live,
+              clock,
+              hotWindowMs: config.store.retentionHours * 3_600_000,
+              plants,
+              ...(config.http.dashboardDir === undefined
+                ? {}
+                : { webDist: path.resolve(config.http.dashboardDir) }),
+            },
+          }),
       ...(rateLimitEnabled(config.http.rateLimit.enabled, config.http.host)
         ? { rateLimit: config.http.rateLimit }
         : {}),
@@ -394,6 +462,7 @@ export async function startCanopy(config: CanopyConfig, options: StartOptions): 
         secureCookies: config.auth.secureCookies || config.http.tls !== undefined,
         metrics,
         onDeviceRevoked: (id) => broker?.disconnectDevice(id),
+        failureLimiter,
       },
       ...(config.http.tls === undefined
         ? {}
@@ -409,107 +478,22 @@ export async function startCanopy(config: CanopyConfig, options: StartOptions): 
     stops.push(() => api.close());
 
     let mqttPort: number | null = null;
-    if (config.mqtt.embedded.enabled) {
-      const { tls, publishRateLimit, ...embedded } = config.mqtt.embedded;
-      const started = new EmbeddedMqttBroker({
-        ...embedded,
-        ...(rateLimitEnabled(publishRateLimit.enabled, embedded.host)
-          ? { publishRateLimit, clock }
-          : {}),
-        ...(tls === undefined ? {} : { tls: serverTlsOptions(tls, 'mqtt.embedded.tls') }),
+    if (sink !== null && plants !== null) {
+      const ingest = await startSources(config, {
         sink,
-        logger: logger.child({ component: 'mqtt-broker' }),
-        ...(auth.mode === 'required' && authService !== null ? { auth: authService } : {}),
-        metrics,
-      });
-      broker = started;
-      stops.push(() => started.stop());
-      mqttPort = await started.start();
-      readiness.push({
-        name: 'mqtt-broker',
-        probe: () =>
-          started.listening
-            ? Promise.resolve()
-            : Promise.reject(new Error('the embedded MQTT broker is not listening')),
-      });
-    }
-    if (config.mqtt.client.enabled) {
-      const { tls, ...options } = config.mqtt.client;
-      const client = new MqttClientSource({
-        ...options,
-        ...(tls === undefined
-          ? {}
-          : {
-              tls: {
-                rejectUnauthorized: tls.rejectUnauthorized,
-                ...(tls.caFile === undefined
-                  ? {}
-                  : { ca: readPemFile(tls.caFile, 'mqtt.client.tls.caFile') }),
-                ...(tls.certFile === undefined
-                  ? {}
-                  : { cert: readPemFile(tls.certFile, 'mqtt.client.tls.certFile') }),
-                ...(tls.keyFile === undefined
-                  ? {}
-                  : { key: readPemFile(tls.keyFile, 'mqtt.client.tls.keyFile') }),
-              },
-            }),
-        sink,
-        logger: logger.child({ component: 'mqtt-client' }),
-      });
-      stops.push(() => client.stop());
-      await client.start();
-      readiness.push({
-        name: 'mqtt-client',
-        probe: () =>
-          client.connected
-            ? Promise.resolve()
-            : Promise.reject(new Error('not connected to the MQTT broker; reconnecting')),
-      });
-    }
-    const startPoll = (poll: CanopyConfig['poll'][number]): void => {
-      const source = new HttpPollSource({
-        ...poll,
-        // Plant records also carry names, watering and botanists: the directory keeps those.
-        sink: poll.format === 'plants' ? plants.observe(sink) : sink,
-        metrics,
-        logger: logger.child({ component: 'poll', source: poll.name }),
-      });
-      stops.push(() => source.stop());
-      source.start();
-    };
-    config.poll.forEach(startPoll);
-
-    if (config.landing.enabled) {
-      const area = landingArea(config, lake);
-      if (area.store !== lake) stops.push(() => Promise.resolve(area.store.close()));
-      const landing = new FileDropSource({
-        ...area,
-        sink,
+        lake,
+        plants,
+        auth: auth.mode === 'required' ? authService : null,
+        failureLimiter,
         clock,
         metrics,
-        logger: logger.child({ component: 'landing' }),
-        scanIntervalMs: config.landing.scanIntervalMs,
-        settleMs: config.landing.settleMs,
-        maxFileBytes: config.landing.maxFileBytes,
-        decode: { limits: config.ingest },
-        wideCsvMappings: { ...BUILT_IN_WIDE_CSV_MAPPINGS, ...config.ingest.wideCsv },
-      });
-      // Stopped before the pipeline drains (stops run in reverse), after the file in progress.
-      stops.push(() => landing.stop());
-      landing.start();
-    }
-
-    if (config.simulator.enabled) {
-      const simulation = await startSimulation(config, {
+        logger,
+        readiness,
+        stops,
         httpPort,
-        mqttPort,
-        // With authentication on, the built-in fleet gets credentials that live only in this process.
-        ...(auth.mode === 'required' && authService !== null ? { credentials: authService } : {}),
-        clock,
-        logger: logger.child({ component: 'simulator' }),
-        startPoll,
       });
-      stops.push(() => simulation.stop());
+      broker = ingest.broker;
+      mqttPort = ingest.mqttPort;
     }
 
     return {

@@ -159,7 +159,8 @@ export function consumeIntoPipeline(bus: Bus, pipeline: IngestSink): Promise<Bus
 }
 
 export interface StartBusDeps {
-  pipeline: IngestSink;
+  /** What consumes the bus: the pipeline, or null in a process without the process role (publish only). */
+  pipeline: IngestSink | null;
   clock: Clock;
   metrics: Metrics;
   logger: Logger;
@@ -169,8 +170,8 @@ export interface StartBusDeps {
 }
 
 /**
- * Opens the configured NATS or Kafka bus and starts consuming it into the
- * pipeline; returns the sink sources should use, or null for `in-process`
+ * Opens the configured NATS or Kafka bus and, given a pipeline, starts
+ * consuming it into that; returns the sink sources should use, or null for `in-process`
  * (sources then use the pipeline itself). Call it right after the pipeline's
  * drain step is registered: shutdown then stops the sources, the consumer
  * (its batches in flight commit and are acknowledged), closes the bus, and
@@ -184,11 +185,15 @@ export async function startBus(
   const bus = await openBus(config.bus, { metrics: deps.metrics, logger: deps.logger });
   deps.stops.push(() => bus.close());
   deps.readiness.push(busReadiness(bus));
-  const subscription = await consumeIntoPipeline(bus, deps.pipeline);
-  deps.stops.push(() => subscription.stop());
+  if (deps.pipeline !== null) {
+    const subscription = await consumeIntoPipeline(bus, deps.pipeline);
+    deps.stops.push(() => subscription.stop());
+  }
   deps.logger.info(
-    { bus: config.bus.kind, partitions: bus.partitions },
-    'sources publish to the bus; a consumer feeds the pipeline',
+    { bus: config.bus.kind, partitions: bus.partitions, consuming: deps.pipeline !== null },
+    deps.pipeline === null
+      ? 'sources publish to the bus; other processes consume it'
+      : 'sources publish to the bus; a consumer feeds the pipeline',
   );
   return {
     sink: new BusIngestSink({

@@ -6,9 +6,27 @@ import type { Clock } from '../../src/core/clock.js';
 import { loadConfig } from '../../src/config/load.js';
 import type { CanopyConfig, CanopyConfigInput } from '../../src/config/schema.js';
 import { silentLogger } from '../../src/observability/logger.js';
+import type { HotStore } from '../../src/core/store.js';
 import { startCanopy, type CanopyApp } from '../../src/runtime/app.js';
+import type { Housekeeping } from '../../src/runtime/housekeeping.js';
+import type { IngestPipeline } from '../../src/runtime/pipeline.js';
 
-export interface TestApp extends CanopyApp {
+/** A Canopy running every role, so every part is there. */
+export interface WholeApp extends Omit<CanopyApp, 'store' | 'pipeline' | 'housekeeping'> {
+  store: HotStore;
+  pipeline: IngestPipeline;
+  housekeeping: Housekeeping;
+}
+
+/** The app with its every-role parts typed as present; throws if one is missing. */
+export function wholeApp(app: CanopyApp): WholeApp {
+  const { store, pipeline, housekeeping } = app;
+  if (store === null || pipeline === null || housekeeping === null)
+    throw new Error('this test needs every role in one process (config roles left at default)');
+  return { ...app, store, pipeline, housekeeping };
+}
+
+export interface TestApp extends WholeApp {
   dataDir: string;
   /** Stops the app and deletes its data dir. */
   dispose(): Promise<void>;
@@ -38,8 +56,15 @@ export async function startTestApp(
 ): Promise<TestApp> {
   const config = testConfig(overrides, dataDir);
   const app = await startCanopy(config, { logger: silentLogger(), ...options });
+  let whole: WholeApp;
+  try {
+    whole = wholeApp(app);
+  } catch (err) {
+    await app.stop();
+    throw err;
+  }
   return {
-    ...app,
+    ...whole,
     dataDir: config.dataDir,
     async dispose() {
       await app.stop();

@@ -13,11 +13,19 @@ export interface CanopyProcess {
   exited: Promise<number | NodeJS.Signals | null>;
 }
 
-/** Starts `canopy up [upArgs]` with tsx on ports 0 and resolves once the API and broker listen. */
+/** The log lines of a whole Canopy that say it is taking readings. */
+const WHOLE_CANOPY_READY = ['API listening', 'embedded MQTT broker listening'];
+
+/**
+ * Starts `canopy up [upArgs]` with tsx on ports 0 and resolves once every
+ * message of `readyWhen` was logged (by default: the API and the embedded
+ * broker listen). `mqttUrl` is empty when no embedded broker started.
+ */
 export async function spawnCanopy(
   env: Record<string, string>,
   upArgs: string[] = [],
   timeoutMs = 20_000,
+  readyWhen: readonly string[] = WHOLE_CANOPY_READY,
 ): Promise<CanopyProcess> {
   const child = spawn(
     process.execPath,
@@ -42,7 +50,8 @@ export async function spawnCanopy(
 
   const ports = await new Promise<{ httpUrl: string; mqttUrl: string }>((resolve, reject) => {
     let httpUrl: string | undefined;
-    let mqttUrl: string | undefined;
+    let mqttUrl = '';
+    const waitingFor = new Set(readyWhen);
     const timer = setTimeout(
       () => reject(new Error(`canopy did not start within ${timeoutMs} ms; stderr: ${stderr}`)),
       timeoutMs,
@@ -60,7 +69,8 @@ export async function spawnCanopy(
       if (entry.msg === 'API listening') httpUrl = entry.url;
       if (entry.msg === 'embedded MQTT broker listening')
         mqttUrl = `mqtt://127.0.0.1:${entry.port}`;
-      if (httpUrl && mqttUrl) {
+      if (entry.msg !== undefined) waitingFor.delete(entry.msg);
+      if (httpUrl !== undefined && waitingFor.size === 0) {
         clearTimeout(timer);
         resolve({ httpUrl, mqttUrl });
       }
