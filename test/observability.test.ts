@@ -164,6 +164,8 @@ describe('metrics, lake gauges and readiness of a running Canopy', () => {
           enabled: true,
           url: `mqtt://127.0.0.1:${broker.mqttPort}`,
           clientId: 'canopy-readyz-test',
+          // Canopy's embedded broker (aedes) speaks MQTT 3.1.1 only.
+          protocolVersion: 4,
           topics: ['sensors/#'],
           cleanSession: true,
         },

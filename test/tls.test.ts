@@ -198,6 +198,8 @@ describe('MQTTS', () => {
           enabled: true,
           url: `mqtts://127.0.0.1:${app.mqttPort}`,
           clientId: 'tls-relay',
+          // Canopy's embedded broker (aedes) speaks MQTT 3.1.1 only.
+          protocolVersion: 4,
           username: 'tls-relay',
           password,
           topics: ['sensors/tls-relay/#'],

@@ -1,7 +1,21 @@
 /**
  * MQTT client source: subscribes to an external broker (Mosquitto, EMQX, AWS
  * IoT Core) at QoS 1 with a persistent session, so messages published while
- * Canopy is down wait at the broker.
+ * Canopy is down wait at the broker. MQTT 5 by default (the session then
+ * lasts `sessionExpirySeconds` after a disconnect), MQTT 3.1.1 on request.
+ *
+ * Scale-out: with `shareGroup`, every topic filter is subscribed as
+ * `$share/<group>/<filter>`, and the broker hands each message to one of the
+ * group's sessions. Each process needs its own client id (`{hostname}` in the
+ * configured id); a message in flight to a session that never comes back
+ * waits for that session until it expires. Deliveries carry the real topic
+ * (the broker publishes to the matching topic name, never the filter), and
+ * topic aliases are not used (Canopy advertises no Topic Alias Maximum), so
+ * `packet.topic` is the topic the device published to.
+ *
+ * Redeliveries: a QoS 1 message whose PUBACK was lost (a crash or a broken
+ * connection after the commit) is delivered again; the message's content key
+ * (`mqttMessageKey`) makes the pipeline store it once.
  *
  * mqtt.js sends the PUBACK for a QoS 1 message only after `handleMessage`
  * calls back; Canopy calls back after the commit, so an acknowledged message
@@ -10,16 +24,25 @@
  * readings per message for volume, or run several subscribers with shared
  * subscriptions (scale-out).
  */
+import { hostname } from 'node:os';
 import mqtt, { type MqttClient } from 'mqtt';
 import { CanopyError } from '../core/errors.js';
 import type { IngestSink } from '../core/ingest.js';
 import type { Logger } from '../observability/logger.js';
+import { mqttMessageKey } from './mqtt-key.js';
 import { submitPatiently } from './submit.js';
 
 export interface MqttClientSourceOptions {
   url: string;
+  /** May hold `{hostname}` and `{pid}` (see `expandClientId`). */
   clientId: string;
   topics: string[];
+  /** 5 (MQTT 5, the default) or 4 (MQTT 3.1.1); nothing else. */
+  protocolVersion?: number;
+  /** Subscribe as `$share/<group>/<filter>` (no `/`, `+` or `#` in the name). */
+  shareGroup?: string | undefined;
+  /** MQTT 5 with `cleanSession: false`: seconds the broker keeps the session after a disconnect. */
+  sessionExpirySeconds?: number;
   username?: string | undefined;
   password?: string | undefined;
   cleanSession: boolean;
@@ -37,22 +60,68 @@ export interface MqttClientSourceOptions {
  */
 const FIRST_RECONNECT_DELAY_MS = 1_000;
 const LONGEST_RECONNECT_DELAY_MS = 30_000;
+const DEFAULT_SESSION_EXPIRY_SECONDS = 3600;
+
+/**
+ * The client id with `{hostname}` and `{pid}` replaced, so that replicas
+ * sharing one config get ids of their own. `{hostname}` is read inside the
+ * process: a compose file's `${HOSTNAME}` would be the host's, the same for
+ * every replica.
+ */
+export function expandClientId(
+  template: string,
+  env: { hostname: string; pid: number } = { hostname: hostname(), pid: process.pid },
+): string {
+  return template.replaceAll('{hostname}', env.hostname).replaceAll('{pid}', String(env.pid));
+}
+
+/** The filters to subscribe: each as a shared subscription when there is a group. */
+export function subscriptionFilters(topics: readonly string[], shareGroup?: string): string[] {
+  if (shareGroup === undefined) return [...topics];
+  if (shareGroup === '' || /[/+#]/.test(shareGroup))
+    throw new CanopyError(
+      'CANOPY_CONFIG_INVALID',
+      `MQTT share group ${JSON.stringify(shareGroup)} must be non-empty without "/", "+" or "#"`,
+    );
+  return topics.map((filter) => `$share/${shareGroup}/${filter}`);
+}
 
 export class MqttClientSource {
   private client: MqttClient | undefined;
   private closed = false;
 
-  constructor(private readonly o: MqttClientSourceOptions) {}
+  /** The client id in use (placeholders replaced). */
+  readonly clientId: string;
+  private readonly filters: string[];
+
+  constructor(private readonly o: MqttClientSourceOptions) {
+    this.clientId = expandClientId(o.clientId);
+    this.filters = subscriptionFilters(o.topics, o.shareGroup);
+    if (o.protocolVersion !== undefined && o.protocolVersion !== 4 && o.protocolVersion !== 5)
+      throw new CanopyError(
+        'CANOPY_CONFIG_INVALID',
+        `MQTT protocol version must be 4 (3.1.1) or 5, not ${o.protocolVersion}`,
+      );
+  }
 
   /** Connects and subscribes; rejects with CANOPY_SOURCE_START_FAILED if the broker is unreachable. */
   async start(): Promise<void> {
+    const protocolVersion = this.o.protocolVersion === 4 ? 4 : 5;
     const client = mqtt.connect(this.o.url, {
-      clientId: this.o.clientId,
+      clientId: this.clientId,
       clean: this.o.cleanSession,
       username: this.o.username,
       password: this.o.password,
       ...this.o.tls,
-      protocolVersion: 4,
+      protocolVersion,
+      // MQTT 5 ends a session at disconnect unless it is given an expiry.
+      ...(protocolVersion === 5 && !this.o.cleanSession
+        ? {
+            properties: {
+              sessionExpiryInterval: this.o.sessionExpirySeconds ?? DEFAULT_SESSION_EXPIRY_SECONDS,
+            },
+          }
+        : {}),
       reconnectPeriod: FIRST_RECONNECT_DELAY_MS,
       connectTimeout: this.o.connectTimeoutMs ?? 10_000,
       // Re-subscribing is harmless and covers brokers that lost the session.
@@ -67,6 +136,7 @@ export class MqttClientSource {
           payload: packet.payload,
           origin: packet.topic,
           contentType: 'application/json',
+          idempotencyKey: mqttMessageKey(packet.topic, packet.payload),
         },
         { isClosed: () => this.closed },
       ).then(
@@ -112,7 +182,11 @@ export class MqttClientSource {
           () =>
             reject(
               new Error(
-                `no CONNACK from ${this.o.url} within ${this.o.connectTimeoutMs ?? 10_000} ms`,
+                `no CONNACK from ${this.o.url} within ${this.o.connectTimeoutMs ?? 10_000} ms${
+                  protocolVersion === 5
+                    ? ' (a broker without MQTT 5, such as Canopy’s embedded broker, drops an MQTT 5 CONNECT: set mqtt.client.protocolVersion to 4)'
+                    : ''
+                }`,
               ),
             ),
           this.o.connectTimeoutMs ?? 10_000,
@@ -122,8 +196,9 @@ export class MqttClientSource {
           resolve();
         });
       });
-      const granted = await client.subscribeAsync(this.o.topics, { qos: 1 });
-      const refused = granted.filter((g) => g.qos === 128);
+      const granted = await client.subscribeAsync(this.filters, { qos: 1 });
+      // 0x80 and up are refusals (MQTT 5 adds reasons such as 0x9E, shared subscriptions unsupported).
+      const refused = granted.filter((g) => g.qos >= 0x80);
       if (refused.length > 0)
         throw new Error(`broker refused subscriptions: ${refused.map((g) => g.topic).join(', ')}`);
     } catch (cause) {
@@ -135,7 +210,7 @@ export class MqttClientSource {
       );
     }
     this.o.logger.info(
-      { url: this.o.url, topics: this.o.topics, clientId: this.o.clientId },
+      { url: this.o.url, topics: this.filters, clientId: this.clientId, protocolVersion },
       'MQTT client source subscribed',
     );
   }
