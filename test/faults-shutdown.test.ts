@@ -41,6 +41,8 @@ describe('fault (e): graceful shutdown', () => {
     };
     let stopping = false;
     let sentDuringStop = 0;
+    let withoutRetryAfter = 0;
+    const unavailableCodes = new Set<string>();
     let nextBatch = 0;
     const httpWorker = async (): Promise<void> => {
       // Until a request is refused at connect: the listener is closed, nothing more can arrive.
@@ -56,7 +58,12 @@ describe('fault (e): graceful shutdown', () => {
               values.map((v) => ({ sensor_id: 'shutdown-http', value: v, timestamp: base + v })),
             ),
           });
-          await res.arrayBuffer();
+          const body = await res.text();
+          if (res.status === 503) {
+            // Every 503 tells the client when to come back.
+            if (res.headers.get('retry-after') === null) withoutRetryAfter += 1;
+            unavailableCodes.add((JSON.parse(body) as { error: { code: string } }).error.code);
+          }
           if (res.status === 200) {
             outcomes.acknowledged += 1;
             ackedHttp.push(...values);
@@ -127,7 +134,10 @@ describe('fault (e): graceful shutdown', () => {
       );
       reportFigures(http);
       reportFigures(mqttFigures);
-      console.log(`shutdown HTTP outcomes ${JSON.stringify({ ...outcomes, sentDuringStop })}`);
+      console.log(
+        `shutdown HTTP outcomes ${JSON.stringify({ ...outcomes, sentDuringStop, unavailableCodes: [...unavailableCodes] })}`,
+      );
+      expect(withoutRetryAfter).toBe(0);
       expect([http.lost, http.duplicates, mqttFigures.lost, mqttFigures.duplicates]).toEqual([
         0, 0, 0, 0,
       ]);
@@ -138,6 +148,26 @@ describe('fault (e): graceful shutdown', () => {
       await reopened.stop();
     }
   }, 120_000);
+
+  it('answers requests that arrive while the API closes 503 CANOPY_API_SHUTTING_DOWN with Retry-After', async () => {
+    const dataDir = mkdtempSync(path.join(tmpdir(), 'canopy-fault-closing-'));
+    dataDirs.push(dataDir);
+    const app = await startTestApp({ workflows: { enabled: false } }, dataDir);
+    const url = `http://127.0.0.1:${app.httpPort}/api/sensors`;
+    expect((await fetch(url)).status).toBe(200);
+    const stopped = app.stop();
+    // The API keeps its listener open while requests keep coming, answering each 503.
+    let answer: Response | undefined;
+    for (let attempt = 0; attempt < 1_000 && answer === undefined; attempt++) {
+      const res = await fetch(url);
+      if (res.status === 503) answer = res;
+      else await res.arrayBuffer();
+    }
+    await stopped;
+    expect(answer?.headers.get('retry-after')).toBe('1');
+    expect(answer?.headers.get('connection')).toBe('close');
+    expect(await answer?.json()).toMatchObject({ error: { code: 'CANOPY_API_SHUTTING_DOWN' } });
+  });
 
   it('fails with CANOPY_SHUTDOWN_TIMEOUT when stopping outlasts shutdownTimeoutMs', async () => {
     const dataDir = mkdtempSync(path.join(tmpdir(), 'canopy-fault-deadline-'));

@@ -21,6 +21,7 @@ import {
   type Principal,
 } from '../auth/service.js';
 import type { AuthMode } from '../auth/mode.js';
+import type { AuthFailureLimiter } from '../auth/failure-limit.js';
 import { hasScope, type ApiKey, type Device, type User } from '../core/auth.js';
 import { CanopyError } from '../core/errors.js';
 import type { Metrics } from '../observability/metrics.js';
@@ -47,6 +48,13 @@ export interface AuthApiDeps {
   metrics: Metrics;
   /** Called after a device is revoked, to end its MQTT connection at once. */
   onDeviceRevoked?: (id: string) => void;
+  /**
+   * Failed-authentication throttle per client address (`auth.failureLimit`):
+   * counts refused API keys and passwords, and refuses them unchecked from a
+   * throttled address. Sessions are neither counted nor refused: their
+   * tokens are not guessable, and an ended session is routine.
+   */
+  failureLimiter?: AuthFailureLimiter;
 }
 
 export const SESSION_COOKIE = 'canopy_session';
@@ -222,6 +230,20 @@ export function registerAuth(app: FastifyInstance, deps: AuthApiDeps): void {
   const refuse = (credential: Credential, reason: 'missing' | 'invalid' | 'forbidden'): void => {
     metrics.authFailures.inc({ credential, reason });
   };
+  const limiter = deps.failureLimiter;
+
+  /** Throws CANOPY_AUTH_THROTTLED (429, `Retry-After`) while the caller's address is throttled. */
+  function checkThrottle(request: FastifyRequest, reply: FastifyReply): void {
+    const waitMs = limiter?.retryAfterMs(request.ip) ?? 0;
+    if (waitMs === 0) return;
+    metrics.authThrottled.inc({ channel: 'http' });
+    const seconds = Math.max(1, Math.ceil(waitMs / 1000));
+    reply.header('retry-after', String(seconds));
+    throw new CanopyError(
+      'CANOPY_AUTH_THROTTLED',
+      `too many refused credentials from ${request.ip} (auth.failureLimit); retry after ${seconds} s`,
+    );
+  }
 
   /**
    * The caller's principal from an API key or the session cookie. Throws
@@ -237,7 +259,10 @@ export function registerAuth(app: FastifyInstance, deps: AuthApiDeps): void {
     const key = presentedKey(request);
     const token = cookieValue(request.headers.cookie, SESSION_COOKIE);
     try {
-      if (key !== undefined) return await service.authenticateKey(key);
+      if (key !== undefined) {
+        checkThrottle(request, reply);
+        return await service.authenticateKey(key);
+      }
       if (token !== undefined) {
         if (!SESSION_TOKEN.test(token))
           throw new CredentialsRefused('the session has ended; log in again', 'malformed');
@@ -249,6 +274,7 @@ export function registerAuth(app: FastifyInstance, deps: AuthApiDeps): void {
       if (err instanceof CredentialsRefused) {
         const credential = key !== undefined ? 'api_key' : 'session';
         refuse(credential, 'invalid');
+        if (key !== undefined) limiter?.recordFailure(request.ip);
         request.log.info({ credential, why: err.why, ip: request.ip }, 'credentials refused');
         reply.header('www-authenticate', 'Bearer realm="canopy"');
       }
@@ -298,6 +324,7 @@ export function registerAuth(app: FastifyInstance, deps: AuthApiDeps): void {
     const body = jsonObjectBody(request.body);
     const username = bodyString(body, 'username');
     const password = bodyString(body, 'password');
+    checkThrottle(request, reply);
     try {
       const { token, session, principal } = await service.login(username, password);
       reply.header(
@@ -308,6 +335,7 @@ export function registerAuth(app: FastifyInstance, deps: AuthApiDeps): void {
     } catch (err) {
       if (err instanceof CredentialsRefused) {
         refuse('password', 'invalid');
+        limiter?.recordFailure(request.ip);
         request.log.warn({ username, why: err.why, ip: request.ip }, 'login refused');
       }
       throw err;

@@ -65,6 +65,11 @@ export const ERROR_CODES = {
     summary:
       'The API key, session or client address made more requests than `http.rateLimit` allows in its window; retry after the `Retry-After` seconds.',
   },
+  CANOPY_API_SHUTTING_DOWN: {
+    status: 503,
+    summary:
+      'Canopy is stopping and takes no new requests; retry after the `Retry-After` seconds, or on another instance.',
+  },
   CANOPY_API_INTERNAL: {
     status: 500,
     summary: 'An unexpected failure inside Canopy; the log has the detail. Please report it.',
@@ -73,6 +78,11 @@ export const ERROR_CODES = {
     status: 401,
     summary:
       'The request carries no credentials, or credentials Canopy does not accept: an unknown, revoked or expired API key (`Authorization: Bearer <key>` or `X-Api-Key`), an expired or ended session, or a wrong username or password at login.',
+  },
+  CANOPY_AUTH_THROTTLED: {
+    status: 429,
+    summary:
+      'Too many refused credentials came from this client address within `auth.failureLimit.windowMs`; further attempts are refused unchecked until the window ends. Retry after the `Retry-After` seconds.',
   },
   CANOPY_AUTH_FORBIDDEN: {
     status: 403,

@@ -215,6 +215,12 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly authThrottled = new Counter({
+    name: 'canopy_auth_throttled_total',
+    help: 'Authentication attempts refused unchecked because their client address had too many failures (`auth.failureLimit`), by channel (http, mqtt).',
+    labelNames: ['channel'] as const,
+    registers: [this.registry],
+  });
   readonly authFailures = new Counter({
     name: 'canopy_auth_failures_total',
     help: 'Requests and connections refused by authentication, by credential (none, api_key, session, password, mqtt) and reason (missing, invalid, forbidden). A rising `invalid` count is someone guessing.',

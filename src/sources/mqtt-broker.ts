@@ -24,6 +24,7 @@ import { Aedes, type AuthenticateError, type AuthErrorCode, type Client } from '
 import type { Device } from '../core/auth.js';
 import { systemClock, type Clock } from '../core/clock.js';
 import { TokenBuckets, type TokenBucketLimit } from '../core/token-bucket.js';
+import type { AuthFailureLimiter } from '../auth/failure-limit.js';
 import { CanopyError } from '../core/errors.js';
 import type { IngestSink } from '../core/ingest.js';
 import type { Logger } from '../observability/logger.js';
@@ -59,6 +60,11 @@ export interface EmbeddedBrokerOptions {
   publishRateLimit?: TokenBucketLimit;
   /** Time for the rate limit; default the system clock. */
   clock?: Clock;
+  /**
+   * With `auth`: counts refused device credentials per client address and
+   * refuses CONNECTs from a throttled address unchecked (`auth.failureLimit`).
+   */
+  failureLimiter?: AuthFailureLimiter;
 }
 
 const BAD_USERNAME_OR_PASSWORD = 4 as AuthErrorCode;
@@ -89,10 +95,24 @@ export class EmbeddedMqttBroker {
       };
       if (username === undefined || password === undefined)
         return refuse(BAD_USERNAME_OR_PASSWORD, 'no username or password');
+      const limiter = this.o.failureLimiter;
+      const address = (client.conn as { remoteAddress?: string }).remoteAddress ?? '';
+      if (limiter !== undefined && limiter.retryAfterMs(address) > 0) {
+        // Refused unchecked: MQTT 3.1.1 has no retry hint, so "not authorized" it is.
+        this.o.metrics?.authThrottled.inc({ channel: 'mqtt' });
+        this.o.logger.info({ client: client.id, username, address }, 'MQTT connection throttled');
+        const err: AuthenticateError = Object.assign(
+          new Error('too many refused logins from this address'),
+          { returnCode: NOT_AUTHORIZED },
+        );
+        return callback(err, false);
+      }
       auth.authenticateDevice(username, password.toString('utf8')).then(
         (device) => {
-          if (device === undefined)
+          if (device === undefined) {
+            limiter?.recordFailure(address);
             return refuse(BAD_USERNAME_OR_PASSWORD, 'unknown device, wrong password or revoked');
+          }
           if (client.id !== device.id && !client.id.startsWith(`${device.id}:`))
             return refuse(
               NOT_AUTHORIZED,
