@@ -24,7 +24,9 @@ import { mqttSingle } from './scenarios/mqtt-single.js';
 import { alertLatency } from './scenarios/alert-latency.js';
 import { busThroughput } from './scenarios/bus-throughput.js';
 import { imputation } from './scenarios/imputation.js';
+import { firstContact } from './scenarios/first-contact.js';
 import { soak } from './scenarios/soak.js';
+import { scaleOut } from './scenarios/scale-out.js';
 
 const SCENARIOS: Scenario[] = [
   mqttSingle,
@@ -35,7 +37,9 @@ const SCENARIOS: Scenario[] = [
   alertLatency,
   busThroughput,
   imputation,
+  firstContact,
   soak,
+  scaleOut,
 ];
 const RESULTS_DIR = path.join(repoRoot, 'bench', 'results');
 

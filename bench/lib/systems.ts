@@ -32,6 +32,8 @@ export interface BenchCanopyOptions {
   alertRules?: string;
   /** The `alerting` config section (e.g. notifiers); rulesFile is the file above. */
   alerting?: Record<string, unknown>;
+  /** `shutdownTimeoutMs` (default 30 s): the soak stops with half an hour of hot window. */
+  shutdownTimeoutMs?: number;
 }
 
 /**
@@ -54,6 +56,9 @@ export async function startBenchCanopy(options: BenchCanopyOptions = {}): Promis
           http: { host: '127.0.0.1', port: 0 },
           mqtt: { embedded: { host: '127.0.0.1', port: 0 } },
           simulator: { enabled: false },
+          ...(options.shutdownTimeoutMs === undefined
+            ? {}
+            : { shutdownTimeoutMs: options.shutdownTimeoutMs }),
           ...(options.alerting === undefined
             ? {}
             : { alerting: { ...options.alerting, rulesFile } }),

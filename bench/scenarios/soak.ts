@@ -58,6 +58,7 @@ const MIN_RATE_SHARE = 0.95;
 /** 1 Hz each: at TARGET_RATE event time advances 10 s per second. */
 const SOAK_SENSORS = 1_000;
 const DEFAULT_SOAK_MS = 30 * 60_000;
+const STOP_LIMIT_MS = 5 * 60_000;
 const WARMUP_MS = 10_000;
 const SAMPLE_MS = 5_000;
 const MAX_RSS_GROWTH_MB = 50;
@@ -263,7 +264,10 @@ export const soak: Scenario = {
     logGenerated(started);
     const load = started.load;
     try {
-      const canopy = await startBenchCanopy();
+      // Stopping exports what the last minute left in the hot window; under load that can
+      // outlast the default 30 s, and a failed stop must not discard the samples.
+      const canopy = await startBenchCanopy({ shutdownTimeoutMs: STOP_LIMIT_MS });
+      let stopMs = 0;
       let run: RunRecord;
       let samples: SoakSample[];
       let verification;
@@ -322,8 +326,11 @@ export const soak: Scenario = {
             `${errors} commit failures, overload rejections, dead letters or housekeeping failures in ${samples.length} samples`,
         };
       } finally {
+        const stopping = Date.now();
         await canopy.dispose();
+        stopMs = Date.now() - stopping;
       }
+      console.log(`      stopped in ${(stopMs / 1000).toFixed(1)} s`);
 
       const end = samples[samples.length - 1]!.t;
       const rssStart = rssAround(samples, 0);
@@ -371,6 +378,7 @@ export const soak: Scenario = {
           sensors: SOAK_SENSORS,
           warmupMs: WARMUP_MS,
           soakMs: durationMs,
+          stopMs,
           sampleMs: SAMPLE_MS,
           maxRssGrowthMB: MAX_RSS_GROWTH_MB,
           rssMB: { start: rssStart, middle: rssMid, end: rssEnd },
