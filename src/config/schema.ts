@@ -7,6 +7,7 @@
  */
 import { z } from 'zod';
 import { allowedHostsProblems, hostOf, isHostAllowed } from '../alerts/notifiers/allowed-hosts.js';
+import { ROLES, roleProblems } from './roles.js';
 
 const port = z.number().int().min(0).max(65535);
 const positiveMs = z.number().int().positive();
@@ -203,7 +204,14 @@ const pollSource = z.strictObject({
     .describe('Retries after a failed fetch, with backoff.'),
 });
 
-export const configSchema = z.strictObject({
+const configObject = z.strictObject({
+  roles: z
+    .array(z.enum(ROLES))
+    .min(1)
+    .default([...ROLES])
+    .describe(
+      'What this process runs: `ingest` (sources), `process` (pipeline and hot-store commits), `jobs` (workflows, housekeeping, alerting), `api` (read API and dashboard). All four by default; `canopy up --role ingest,process` overrides. Splitting them needs shared engines (bus, PostgreSQL): see docs/scaling.md.',
+    ),
   dataDir: z
     .string()
     .default('./data')
@@ -290,6 +298,27 @@ export const configSchema = z.strictObject({
         .boolean()
         .default(true)
         .describe('Serve `GET /metrics` without credentials (false: it needs the `read` scope).'),
+      failureLimit: z
+        .strictObject({
+          maxFailures: z
+            .number()
+            .int()
+            .positive()
+            .default(10)
+            .describe(
+              'Refused credentials (API key, password at login, MQTT device login) one client address may present per window; beyond it its attempts are refused unchecked (HTTP 429 `CANOPY_AUTH_THROTTLED` with `Retry-After`, MQTT CONNACK "not authorized") until the window ends. Successful attempts do not count.',
+            ),
+          windowMs: positiveMs
+            .default(300_000)
+            .describe('The window, counted from an address’s first failure.'),
+          maxTrackedAddresses: z
+            .number()
+            .int()
+            .positive()
+            .default(10_000)
+            .describe('Addresses tracked at once; beyond it the oldest window is forgotten.'),
+        })
+        .prefault({}),
     })
     .prefault({}),
   mqtt: z
@@ -350,9 +379,43 @@ export const configSchema = z.strictObject({
           url: z.string().default('mqtt://127.0.0.1:1883'),
           clientId: z
             .string()
+            .min(1)
             .default('canopy-ingest')
-            .describe('Stable id: the broker keeps the session.'),
+            .refine((id) => /^(?:[^{}]|\{hostname\}|\{pid\})*$/.test(id), {
+              message: 'only the placeholders {hostname} and {pid} may appear in braces',
+            })
+            .describe(
+              'Stable id: the broker keeps the session under it. Each process needs its own: `{hostname}` is replaced by the host name (a container’s or pod’s name), `{pid}` by the process id (new on every start, so no session survives a restart), e.g. `canopy-{hostname}` for replicas that share one config.',
+            ),
           topics: z.array(z.string()).default(['iot/data', 'sensors/#']),
+          protocolVersion: z
+            .number()
+            .int()
+            .min(4)
+            .max(5)
+            .default(5)
+            .describe(
+              '5 (MQTT 5), or 4 (MQTT 3.1.1) for brokers without MQTT 5, Canopy’s embedded broker among them.',
+            ),
+          shareGroup: z
+            .string()
+            .min(1)
+            .refine((g) => !/[/+#]/.test(g), {
+              message: 'a share group name cannot contain "/", "+" or "#"',
+            })
+            .optional()
+            .describe(
+              'Subscribe each topic as `$share/<group>/<topic>`: the processes with the same group split the messages, each delivered to one of them. Unset: every process gets every message.',
+            ),
+          sessionExpirySeconds: z
+            .number()
+            .int()
+            .min(0)
+            .max(4_294_967_295)
+            .default(3600)
+            .describe(
+              'MQTT 5 with `cleanSession: false`: how long the broker keeps the session (subscriptions, queued and unacknowledged messages) after a disconnect. Ignored on MQTT 3.1.1, whose sessions last until the broker expires them.',
+            ),
           username: z.string().optional(),
           password: z.string().optional().describe('Secret: never logged.'),
           tls: z
@@ -572,6 +635,13 @@ export const configSchema = z.strictObject({
         .default(30)
         .describe(
           'How long idempotency keys (HTTP `Idempotency-Key`, landing files) are remembered; a key seen again later is ingested again.',
+        ),
+      mqttReceiptRetentionHours: z
+        .number()
+        .positive()
+        .default(24)
+        .describe(
+          'How long the MQTT client source remembers the messages it committed (by topic and payload), so a broker redelivering one (a lost PUBACK, a reconnect) stores nothing twice. Keep it above `mqtt.client.sessionExpirySeconds`: a persistent session can hold an unacknowledged message that long.',
         ),
     })
     .prefault({}),
@@ -933,6 +1003,12 @@ export const configSchema = z.strictObject({
         .prefault({}),
     })
     .prefault({}),
+});
+
+/** The whole config; checks across sections (such as the roles' rules) run on the parsed value. */
+export const configSchema = configObject.superRefine((config, ctx) => {
+  for (const message of roleProblems(config))
+    ctx.addIssue({ code: 'custom', message, path: ['roles'] });
 });
 
 /** The validated configuration, with every default filled in. */
