@@ -1,79 +1,13 @@
 /**
- * Other processes a scenario runs or watches: a `canopy up` child (the same
- * start-up as test/helpers/process.ts, which the bench does not import), a
- * private Mosquitto, and per-process CPU and peak RSS read from /proc.
+ * Other processes a scenario runs or watches: a private Mosquitto, and
+ * per-process CPU and peak RSS read from /proc. (`canopy up` children start
+ * as the tests start them: test/helpers/process.ts.)
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import net, { type AddressInfo } from 'node:net';
 import path from 'node:path';
-import { createInterface } from 'node:readline';
 import mqtt from 'mqtt';
-import { repoRoot } from './load-process.js';
-
-export interface ChildCanopy {
-  child: ChildProcess;
-  httpUrl: string;
-  exited: Promise<number | NodeJS.Signals | null>;
-}
-
-/**
- * Starts `canopy up` with tsx, config file in CANOPY_CONFIG, and resolves once
- * every log message of `readyWhen` was logged (the config needs `log.level`
- * info or lower). Its stdout is read to the end, so logging never blocks it.
- */
-export async function spawnCanopy(
-  configFile: string,
-  readyWhen: readonly string[],
-  timeoutMs = 30_000,
-): Promise<ChildCanopy> {
-  const child = spawn(
-    process.execPath,
-    ['--import', 'tsx', path.join(repoRoot, 'src/cli/main.ts'), 'up'],
-    {
-      cwd: repoRoot,
-      env: {
-        PATH: process.env.PATH ?? '',
-        HOME: process.env.HOME ?? '',
-        CANOPY_HTTP_PORT: '0',
-        CANOPY_MQTT_PORT: '0',
-        CANOPY_CONFIG: configFile,
-      },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    },
-  );
-  const exited = new Promise<number | NodeJS.Signals | null>((resolve) =>
-    child.once('exit', (code, signal) => resolve(signal ?? code)),
-  );
-  let stderr = '';
-  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-  const httpUrl = await new Promise<string>((resolve, reject) => {
-    let url: string | undefined;
-    const waitingFor = new Set(readyWhen);
-    const timer = setTimeout(
-      () => reject(new Error(`canopy did not start within ${timeoutMs} ms; stderr: ${stderr}`)),
-      timeoutMs,
-    );
-    void exited.then((code) =>
-      reject(new Error(`canopy exited early (${String(code)}); stderr: ${stderr}`)),
-    );
-    createInterface({ input: child.stdout }).on('line', (line) => {
-      let entry: { msg?: string; url?: string };
-      try {
-        entry = JSON.parse(line) as typeof entry;
-      } catch {
-        return;
-      }
-      if (entry.msg === 'API listening') url = entry.url;
-      if (entry.msg !== undefined) waitingFor.delete(entry.msg);
-      if (url !== undefined && waitingFor.size === 0) {
-        clearTimeout(timer);
-        resolve(url);
-      }
-    });
-  });
-  return { child, httpUrl, exited };
-}
 
 export interface Mosquitto {
   url: string;

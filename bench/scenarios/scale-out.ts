@@ -39,11 +39,10 @@ import {
   peakRssMB,
   pidsNamed,
   processCpuSeconds,
-  spawnCanopy,
   startMosquitto,
-  type ChildCanopy,
   type Mosquitto,
 } from '../lib/processes.js';
+import { spawnCanopy, type CanopyProcess } from '../../test/helpers/process.js';
 import { figure, type BatchRunRecord, type Scenario } from '../lib/types.js';
 
 const PG_URL = 'postgres://postgres@127.0.0.1:5432/test';
@@ -188,7 +187,7 @@ async function waitUntil(what: string, check: () => Promise<boolean>): Promise<v
 }
 
 /** A counter of one worker, summed over its labels. */
-async function metric(worker: ChildCanopy, name: string): Promise<number> {
+async function metric(worker: CanopyProcess, name: string): Promise<number> {
   const text = await (await fetch(`${worker.httpUrl}/metrics`)).text();
   return text
     .split('\n')
@@ -276,7 +275,7 @@ async function canopyRun(
       },
     },
   };
-  const children: ChildCanopy[] = [];
+  const children: CanopyProcess[] = [];
   const hot = new pg.Client({ connectionString: PG_URL });
   await hot.connect();
   try {
@@ -304,7 +303,12 @@ async function canopyRun(
           },
         }),
       );
-      children.push(await spawnCanopy(file, ['API listening', 'MQTT client source subscribed']));
+      children.push(
+        await spawnCanopy({ CANOPY_CONFIG: file }, [], 30_000, [
+          'API listening',
+          'MQTT client source subscribed',
+        ]),
+      );
     }
     const count = async (): Promise<number> => {
       const { rows } = await hot.query<{ n: string }>(
