@@ -34,6 +34,8 @@ export interface BenchCanopyOptions {
   alerting?: Record<string, unknown>;
   /** `shutdownTimeoutMs` (default 30 s): the soak stops with half an hour of hot window. */
   shutdownTimeoutMs?: number;
+  /** `store.memoryLimitMB` (default 1024): the hot store's buffer pool. */
+  storeMemoryLimitMB?: number;
 }
 
 /**
@@ -59,6 +61,9 @@ export async function startBenchCanopy(options: BenchCanopyOptions = {}): Promis
           ...(options.shutdownTimeoutMs === undefined
             ? {}
             : { shutdownTimeoutMs: options.shutdownTimeoutMs }),
+          ...(options.storeMemoryLimitMB === undefined
+            ? {}
+            : { store: { memoryLimitMB: options.storeMemoryLimitMB } }),
           ...(options.alerting === undefined
             ? {}
             : { alerting: { ...options.alerting, rulesFile } }),

@@ -47,6 +47,7 @@ import { MQTT_TOPIC, SEED, logGenerated, logRun, verifyStore } from '../lib/flow
 import { LoadProcess } from '../lib/load-process.js';
 import { probeCanopy } from '../lib/probe.js';
 import type { Metrics } from '../../src/observability/metrics.js';
+import { DuckDbHotStore } from '../../src/storage/index.js';
 import { startBenchCanopy, type BenchCanopy } from '../lib/systems.js';
 import { figure, type RunRecord, type Scenario } from '../lib/types.js';
 
@@ -64,6 +65,16 @@ const SAMPLE_MS = 5_000;
 const MAX_RSS_GROWTH_MB = 50;
 const MB = 1024 * 1024;
 
+/** `CANOPY_SOAK_STORE_MEMORY_MB`: a smaller store.memoryLimitMB, so a short run reaches the cap. */
+function soakStoreMemoryMB(): number | undefined {
+  const raw = process.env.CANOPY_SOAK_STORE_MEMORY_MB;
+  if (raw === undefined || raw === '') return undefined;
+  const mb = Number(raw);
+  if (!Number.isInteger(mb) || mb < 64)
+    throw new Error(`CANOPY_SOAK_STORE_MEMORY_MB must be an integer ≥ 64, got ${raw}`);
+  return mb;
+}
+
 function soakMs(): number {
   const raw = process.env.CANOPY_SOAK_MS;
   if (raw === undefined || raw === '') return DEFAULT_SOAK_MS;
@@ -77,6 +88,8 @@ export interface SoakSample {
   /** Seconds since the measured window started. */
   t: number;
   rssMB: number;
+  /** What DuckDB (the hot store) holds in memory: its buffer pool, bounded by store.memoryLimitMB. */
+  duckdbMB: number;
   heapUsedMB: number;
   heapTotalMB: number;
   /** Event-loop delay over the sample, ms. */
@@ -182,10 +195,13 @@ function sampler(canopy: BenchCanopy): {
     const before = last!;
     last = now;
     const mem = process.memoryUsage();
+    const store = canopy.app.store;
+    const duckdbBytes = store instanceof DuckDbHotStore ? await store.memoryBytes() : 0;
     const seconds = (now.at - before.at) / 1000;
     samples.push({
       t: round((now.at - t0) / 1000, 1),
       rssMB: round(mem.rss / MB, 1),
+      duckdbMB: round(duckdbBytes / MB, 1),
       heapUsedMB: round(mem.heapUsed / MB, 1),
       heapTotalMB: round(mem.heapTotal / MB, 1),
       loopDelayMs: {
@@ -233,14 +249,21 @@ function sampler(canopy: BenchCanopy): {
   };
 }
 
-/** RSS at a point of the series: the median of the sample nearest `t` and its neighbours. */
-function rssAround(samples: SoakSample[], t: number): number {
+/**
+ * A memory figure at a point of the series (by default RSS outside DuckDB's
+ * buffer pool): the median of the sample nearest `t` and its neighbours.
+ */
+function memoryAround(
+  samples: SoakSample[],
+  t: number,
+  pick: (s: SoakSample) => number = (s) => s.rssMB - s.duckdbMB,
+): number {
   let nearest = 0;
   for (let i = 1; i < samples.length; i++) {
     if (Math.abs(samples[i]!.t - t) < Math.abs(samples[nearest]!.t - t)) nearest = i;
   }
   const from = Math.max(0, Math.min(nearest - 1, samples.length - 3));
-  return median(samples.slice(from, from + 3).map((s) => s.rssMB));
+  return round(median(samples.slice(from, from + 3).map(pick)), 1);
 }
 
 const fmt = new Intl.NumberFormat('en-US');
@@ -266,7 +289,11 @@ export const soak: Scenario = {
     try {
       // Stopping exports what the last minute left in the hot window; under load that can
       // outlast the default 30 s, and a failed stop must not discard the samples.
-      const canopy = await startBenchCanopy({ shutdownTimeoutMs: STOP_LIMIT_MS });
+      const storeMemoryLimitMB = soakStoreMemoryMB();
+      const canopy = await startBenchCanopy({
+        shutdownTimeoutMs: STOP_LIMIT_MS,
+        ...(storeMemoryLimitMB === undefined ? {} : { storeMemoryLimitMB }),
+      });
       let stopMs = 0;
       let run: RunRecord;
       let samples: SoakSample[];
@@ -333,15 +360,19 @@ export const soak: Scenario = {
       console.log(`      stopped in ${(stopMs / 1000).toFixed(1)} s`);
 
       const end = samples[samples.length - 1]!.t;
-      const rssStart = rssAround(samples, 0);
-      const rssMid = rssAround(samples, end / 2);
-      const rssEnd = rssAround(samples, end);
+      // The hot store's buffer pool grows with the hot window up to store.memoryLimitMB by design;
+      // what grows outside it is what a leak looks like.
+      const rssStart = memoryAround(samples, 0);
+      const rssMid = memoryAround(samples, end / 2);
+      const rssEnd = memoryAround(samples, end);
+      const rawRss = (t: number): number => memoryAround(samples, t, (x) => x.rssMB);
+      const duckdb = (t: number): number => memoryAround(samples, t, (x) => x.duckdbMB);
       const secondHalfGrowth = round(rssEnd - rssMid, 1);
       const firstHalfGrowth = round(rssMid - rssStart, 1);
       const peak = (pick: (s: SoakSample) => number | null): number =>
         Math.max(...samples.map((s) => pick(s) ?? 0));
       console.log(
-        `      RSS ${rssStart} → ${rssMid} → ${rssEnd} MB (start, middle, end); ` +
+        `      RSS ${rawRss(0)} → ${rawRss(end / 2)} → ${rawRss(end)} MB, of which DuckDB ${duckdb(0)} → ${duckdb(end / 2)} → ${duckdb(end)} MB; outside it ${rssStart} → ${rssMid} → ${rssEnd} MB (start, middle, end); ` +
           `peaks: loop delay p99 ${peak((s) => s.loopDelayMs.p99)} ms, commit p99 ${peak((s) => s.commitMs.p99)} ms, ingest p99 ${peak((s) => s.ingestMs.p99)} ms`,
       );
       return {
@@ -358,9 +389,9 @@ export const soak: Scenario = {
             verification.ok,
           ),
           figure(
-            'soak/rss-growth-2nd-half',
+            'soak/rss-outside-duckdb-growth-2nd-half',
             secondHalfGrowth,
-            { name: 'RSS growth over the first half', value: firstHalfGrowth },
+            { name: 'RSS outside DuckDB, growth over the first half', value: firstHalfGrowth },
             { kind: 'max', max: MAX_RSS_GROWTH_MB, text: `< ${MAX_RSS_GROWTH_MB} MB` },
             verification.ok,
             'MB',
@@ -379,9 +410,12 @@ export const soak: Scenario = {
           warmupMs: WARMUP_MS,
           soakMs: durationMs,
           stopMs,
+          storeMemoryLimitMB: storeMemoryLimitMB ?? 'default (store.memoryLimitMB)',
           sampleMs: SAMPLE_MS,
           maxRssGrowthMB: MAX_RSS_GROWTH_MB,
-          rssMB: { start: rssStart, middle: rssMid, end: rssEnd },
+          rssMB: { start: rawRss(0), middle: rawRss(end / 2), end: rawRss(end) },
+          duckdbMB: { start: duckdb(0), middle: duckdb(end / 2), end: duckdb(end) },
+          rssOutsideDuckdbMB: { start: rssStart, middle: rssMid, end: rssEnd },
           generatedReadings: started.generatedReadings,
           generatedBytes: started.generatedBytes,
           samples,

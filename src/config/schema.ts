@@ -629,6 +629,14 @@ const configObject = z.strictObject({
         .describe(
           'Hot window kept in the store; older readings and dead letters are purged once exported to the lake.',
         ),
+      memoryLimitMB: z
+        .number()
+        .int()
+        .min(64)
+        .default(1024)
+        .describe(
+          'DuckDB hot store: the most memory its buffer pool holds (it caches the hot window’s blocks up to this, then reads them from the file and spills large queries to disk). Bounds the process’s RSS; DuckDB’s own default would be 80 % of RAM.',
+        ),
       receiptRetentionDays: z
         .number()
         .positive()

@@ -131,6 +131,7 @@ export async function openStore(
       : new DuckDbHotStore({
           path: config.store.path ?? path.join(config.dataDir, 'canopy.duckdb'),
           logger: storeLogger,
+          memoryLimit: `${config.store.memoryLimitMB}MB`,
         });
   await store.open();
   return store;

@@ -561,6 +561,16 @@ export class DuckDbHotStore implements HotStore {
     );
   }
 
+  /** Bytes DuckDB holds in memory (buffer pool and the rest), for the soak's RSS account. */
+  memoryBytes(): Promise<number> {
+    return this.read(async (conn) => {
+      const [row] = (
+        await conn.runAndReadAll('SELECT sum(memory_usage_bytes) FROM duckdb_memory()')
+      ).getRows();
+      return Number(row?.[0] ?? 0);
+    });
+  }
+
   /** Kept in memory: every append of this store goes through this process. */
   commitPosition(): Promise<CommitPosition> {
     return this.read(() =>
