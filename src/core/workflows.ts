@@ -123,6 +123,15 @@ export interface WorkflowStore {
   /** Extends every unfinished run `owner` holds to `leaseUntil`. */
   renewLeases(owner: string, leaseUntil: number): Promise<void>;
   /**
+   * Takes the lease `name` for `owner` until `leaseUntil` if nobody holds
+   * it, `owner` already does, or its holder's lease ended before `now`;
+   * returns whether it did. With several Canopy processes on one PostgreSQL,
+   * at most one holds a name at a time.
+   */
+  acquireLease(name: string, owner: string, leaseUntil: number, now: number): Promise<boolean>;
+  /** Gives up the lease `name` if `owner` holds it; otherwise does nothing. */
+  releaseLease(name: string, owner: string): Promise<void>;
+  /**
    * Writes the run row, and the given task instances and attempts
    * (upserted by key), in one transaction.
    */

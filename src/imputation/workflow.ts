@@ -23,18 +23,22 @@
  *   restarted process starts the worker again for the same token
  *   (`resumePredictions`); a run another instance took over times out and
  *   retries instead.
- * - write-back: the values not already in another run's file (so no value
- *   is ever written twice) as `imputations/date=D/<run>.parquet`, then the
- *   hot store's rows (`applyImputations`, one transaction). Both are
- *   idempotent, so a retried write-back changes nothing more.
+ * - write-back: holding the date's lease (so two runs for one date, in one
+ *   process or several, take turns), the values not already in another
+ *   run's file (so no value is ever written twice) as
+ *   `imputations/date=D/<run>.parquet`, then the hot store's rows
+ *   (`applyImputations`, one transaction). Both are idempotent, so a retried
+ *   write-back changes nothing more.
  * - refresh: silver (the new file made the date dirty) and then gold, so
  *   `daily_summary` counts the values as imputed.
  */
 import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync, renameSync } from 'node:fs';
 import path from 'node:path';
-import { isCanopyError } from '../core/errors.js';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { CanopyError, isCanopyError } from '../core/errors.js';
 import type { ObjectStore } from '../core/object-store.js';
 import type { HotStore } from '../core/store.js';
+import type { WorkflowStore } from '../core/workflows.js';
 import type { CanopyConfig } from '../config/schema.js';
 import { listModels, saveModel, type SeriesFrame } from '../ml/index.js';
 import type { Logger } from '../observability/logger.js';
@@ -80,6 +84,8 @@ export interface ImputationDeps {
   config: CanopyConfig;
   lake: ObjectStore;
   hotStore: HotStore;
+  /** Serialises write-backs of one date across runs and processes. */
+  leases: Pick<WorkflowStore, 'acquireLease' | 'releaseLease'>;
   jobs: LakeJobs;
   housekeeping: Pick<Housekeeping, 'step'>;
   metrics: Metrics;
@@ -355,9 +361,46 @@ export function resumePredictions(deps: ImputationDeps): number {
   return resumed;
 }
 
+/**
+ * How long a write-back holds its date's lease. Writing one date takes
+ * seconds; a holder that crashed keeps others waiting at most this long.
+ */
+const WRITE_BACK_LEASE_MS = 5 * 60_000;
+const WRITE_BACK_LEASE_POLL_MS = 200;
+
+/** Runs `work` holding the lease on `date`'s write-back, waiting for it first. */
+async function withWriteBackLease<T>(
+  deps: ImputationDeps,
+  ctx: TaskContext,
+  date: string,
+  work: () => Promise<T>,
+): Promise<T> {
+  const name = `imputation-write-back:${date}`;
+  const giveUpAt = deps.now() + 2 * WRITE_BACK_LEASE_MS;
+  while (
+    !(await deps.leases.acquireLease(name, ctx.runId, deps.now() + WRITE_BACK_LEASE_MS, deps.now()))
+  ) {
+    if (deps.now() > giveUpAt)
+      throw new CanopyError(
+        'CANOPY_IMPUTATION_FAILED',
+        `another run kept the write-back of ${date} longer than ${(2 * WRITE_BACK_LEASE_MS) / 60_000} minutes`,
+      );
+    await sleep(WRITE_BACK_LEASE_POLL_MS, undefined, { signal: ctx.signal });
+  }
+  try {
+    return await work();
+  } finally {
+    await deps.leases.releaseLease(name, ctx.runId);
+  }
+}
+
 async function writeBack(deps: ImputationDeps, ctx: TaskContext) {
-  const { config, lake } = deps;
   const date = dateParam(ctx.params);
+  return withWriteBackLease(deps, ctx, date, () => writeBackHeld(deps, ctx, date));
+}
+
+async function writeBackHeld(deps: ImputationDeps, ctx: TaskContext, date: string) {
+  const { config, lake } = deps;
   const summary = ctx.outputs.predict as PredictionSummary;
   const { predictions } = JSON.parse((await lake.get(summary.key)).toString('utf8')) as {
     predictions: Prediction[];

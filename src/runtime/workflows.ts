@@ -65,6 +65,7 @@ export async function startWorkflows(deps: {
     config,
     lake: deps.lake,
     hotStore: deps.hotStore,
+    leases: deps.store,
     jobs,
     housekeeping: deps.housekeeping,
     metrics: deps.metrics,

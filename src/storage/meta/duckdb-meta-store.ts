@@ -512,6 +512,14 @@ export class DuckDbMetaStore implements MetaStore {
     return this.use((conn) => workflows.claimRun(conn, runId, owner, leaseUntil, now));
   }
 
+  acquireLease(name: string, owner: string, leaseUntil: number, now: number): Promise<boolean> {
+    return this.use((conn) => workflows.acquireLease(conn, name, owner, leaseUntil, now));
+  }
+
+  releaseLease(name: string, owner: string): Promise<void> {
+    return this.use((conn) => workflows.releaseLease(conn, name, owner));
+  }
+
   renewLeases(owner: string, leaseUntil: number): Promise<void> {
     return this.use((conn) => workflows.renewLeases(conn, owner, leaseUntil));
   }

@@ -140,6 +140,45 @@ export async function renewLeases(
   );
 }
 
+/**
+ * Delete-then-insert in one transaction (the table keeps no key in DuckDB;
+ * see meta-sql.ts); the store's queue makes the call atomic within the one
+ * process that opens the file.
+ */
+export function acquireLease(
+  conn: DuckDBConnection,
+  name: string,
+  owner: string,
+  leaseUntil: number,
+  now: number,
+): Promise<boolean> {
+  return inTransaction(conn, async () => {
+    await conn.run(
+      'DELETE FROM leases WHERE name = $1 AND (owner = $2 OR expires_at < $3)',
+      [name, owner, ms(now)],
+      [VARCHAR, VARCHAR, BIGINT],
+    );
+    const taken = await conn.run(
+      `INSERT INTO leases SELECT $1, $2, $3 WHERE NOT EXISTS (SELECT 1 FROM leases WHERE name = $1)`,
+      [name, owner, ms(leaseUntil)],
+      [VARCHAR, VARCHAR, BIGINT],
+    );
+    return taken.rowsChanged > 0;
+  });
+}
+
+export async function releaseLease(
+  conn: DuckDBConnection,
+  name: string,
+  owner: string,
+): Promise<void> {
+  await conn.run(
+    'DELETE FROM leases WHERE name = $1 AND owner = $2',
+    [name, owner],
+    [VARCHAR, VARCHAR],
+  );
+}
+
 export function saveProgress(
   conn: DuckDBConnection,
   run: WorkflowRun,

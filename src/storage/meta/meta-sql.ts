@@ -283,8 +283,35 @@ const V3_AUTH: MetaMigration = {
   },
 };
 
+/**
+ * Named leases: a section of work that must not run twice at once, in one
+ * process or across several on one PostgreSQL (one date's imputation
+ * write-back), holds the lease named for it. A row is deleted when its
+ * holder gives the lease up; an expired row is taken over in place.
+ */
+const V4_LEASES: MetaMigration = {
+  version: 4,
+  description: 'named leases',
+  statements: (d) => {
+    const pg = d.kind === 'postgres';
+    const text = pg ? 'text' : 'VARCHAR';
+    return [
+      `CREATE TABLE ${d.table('leases')} (
+        name       ${text} NOT NULL,
+        owner      ${text} NOT NULL,
+        expires_at BIGINT NOT NULL${pg ? ', PRIMARY KEY (name)' : ''}
+      )`,
+    ];
+  },
+};
+
 /** Every migration of the metadata store, in order. Append only. */
-export const META_MIGRATIONS: readonly MetaMigration[] = [V1_ALERTS, V2_WORKFLOWS, V3_AUTH];
+export const META_MIGRATIONS: readonly MetaMigration[] = [
+  V1_ALERTS,
+  V2_WORKFLOWS,
+  V3_AUTH,
+  V4_LEASES,
+];
 
 /** Throws unless versions run 1, 2, 3, … (a programming error, caught by the first open in tests). */
 export function checkMigrations(migrations: readonly MetaMigration[]): void {

@@ -463,6 +463,14 @@ export class PostgresMetaStore implements MetaStore {
     return workflows.claimRun(this.access, runId, owner, leaseUntil, now);
   }
 
+  acquireLease(name: string, owner: string, leaseUntil: number, now: number): Promise<boolean> {
+    return workflows.acquireLease(this.access, name, owner, leaseUntil, now);
+  }
+
+  releaseLease(name: string, owner: string): Promise<void> {
+    return workflows.releaseLease(this.access, name, owner);
+  }
+
   renewLeases(owner: string, leaseUntil: number): Promise<void> {
     return workflows.renewLeases(this.access, owner, leaseUntil);
   }

@@ -151,6 +151,29 @@ export async function claimRun(
   return claimed.length > 0;
 }
 
+/** A concurrent insert of the same name waits on the key, then sees the winner's row. */
+export async function acquireLease(
+  db: PgAccess,
+  name: string,
+  owner: string,
+  leaseUntil: number,
+  now: number,
+): Promise<boolean> {
+  const leases = db.t('leases');
+  const taken = await db.rows(
+    `INSERT INTO ${leases} AS l (name, owner, expires_at) VALUES ($1, $2, $3::bigint)
+     ON CONFLICT (name) DO UPDATE SET owner = EXCLUDED.owner, expires_at = EXCLUDED.expires_at
+     WHERE l.owner = EXCLUDED.owner OR l.expires_at < $4::bigint
+     RETURNING name`,
+    [name, owner, leaseUntil, now],
+  );
+  return taken.length > 0;
+}
+
+export async function releaseLease(db: PgAccess, name: string, owner: string): Promise<void> {
+  await db.rows(`DELETE FROM ${db.t('leases')} WHERE name = $1 AND owner = $2`, [name, owner]);
+}
+
 export async function renewLeases(db: PgAccess, owner: string, leaseUntil: number): Promise<void> {
   await db.rows(
     `UPDATE ${db.t('workflow_runs')} SET lease_expires_at = $2::bigint

@@ -304,6 +304,43 @@ export function describeWorkflowStoreConformance(
       expect(await store.claimRun(randomUUID(), 'a', FIXTURE_T0 + 5, FIXTURE_T0)).toBe(false);
     });
 
+    it('holds a named lease for one owner until it is given up or expires', async () => {
+      const t = FIXTURE_T0;
+      expect(await store.acquireLease('write-back:d1', 'a', t + 100, t)).toBe(true);
+      // Another owner, while it holds (also at its last millisecond): refused.
+      expect(await store.acquireLease('write-back:d1', 'b', t + 900, t + 50)).toBe(false);
+      expect(await store.acquireLease('write-back:d1', 'b', t + 900, t + 100)).toBe(false);
+      // Another name is free; the holder extends its own.
+      expect(await store.acquireLease('write-back:d2', 'b', t + 900, t + 50)).toBe(true);
+      expect(await store.acquireLease('write-back:d1', 'a', t + 300, t + 60)).toBe(true);
+      expect(await store.acquireLease('write-back:d1', 'b', t + 900, t + 200)).toBe(false);
+      // Given up by someone else: nothing happens; by the holder: free at once.
+      await store.releaseLease('write-back:d1', 'b');
+      expect(await store.acquireLease('write-back:d1', 'b', t + 900, t + 200)).toBe(false);
+      await store.releaseLease('write-back:d1', 'a');
+      expect(await store.acquireLease('write-back:d1', 'b', t + 900, t + 200)).toBe(true);
+      // Expired before `now`: taken over, and the old holder's release is ignored.
+      expect(await store.acquireLease('write-back:d1', 'c', t + 2000, t + 901)).toBe(true);
+      await store.releaseLease('write-back:d1', 'b');
+      expect(await store.acquireLease('write-back:d1', 'a', t + 3000, t + 1000)).toBe(false);
+    });
+
+    it('gives a lease to exactly one of many concurrent contenders', async () => {
+      for (let round = 0; round < 5; round++) {
+        const name = `contended:${round}`;
+        const owners = Array.from({ length: 8 }, (_, i) => `owner-${i}`);
+        const results = await Promise.all(
+          owners.map((o) => store.acquireLease(name, o, FIXTURE_T0 + 1000, FIXTURE_T0)),
+        );
+        expect(results.filter((r) => r)).toHaveLength(1);
+        const holder = owners[results.indexOf(true)]!;
+        const others = owners.filter((o) => o !== holder);
+        for (const o of others) {
+          expect(await store.acquireLease(name, o, FIXTURE_T0 + 1000, FIXTURE_T0)).toBe(false);
+        }
+      }
+    });
+
     it("renews only the owner's unfinished runs", async () => {
       const lease = FIXTURE_T0 + 10;
       const mine = runFixture({ slot: 1, owner: 'a', leaseExpiresAt: lease });
