@@ -36,6 +36,8 @@ export interface BenchCanopyOptions {
   shutdownTimeoutMs?: number;
   /** `store.memoryLimitMB` (default 1024): the hot store's buffer pool. */
   storeMemoryLimitMB?: number;
+  /** `workflows.hourly.cron` (default `5 * * * *`): when the hourly-lake workflow runs. */
+  hourlyLakeCron?: string;
 }
 
 /**
@@ -64,6 +66,9 @@ export async function startBenchCanopy(options: BenchCanopyOptions = {}): Promis
           ...(options.storeMemoryLimitMB === undefined
             ? {}
             : { store: { memoryLimitMB: options.storeMemoryLimitMB } }),
+          ...(options.hourlyLakeCron === undefined
+            ? {}
+            : { workflows: { hourly: { cron: options.hourlyLakeCron } } }),
           ...(options.alerting === undefined
             ? {}
             : { alerting: { ...options.alerting, rulesFile } }),

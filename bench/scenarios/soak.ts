@@ -14,7 +14,8 @@
  * group commits for about 50 s at the start, which is a finding of its own,
  * not the steady state a soak measures.) Canopy runs with its default config (workflows included), so
  * housekeeping exports to bronze every minute during the soak, as in
- * production. The load process builds every payload first: about 3.3 GB for
+ * production, except that the hourly-lake workflow runs every 5 minutes
+ * (LAKE_JOBS_CRON). The load process builds every payload first: about 3.3 GB for
  * 30 minutes, in that process, not Canopy's.
  *
  * Samples (this process, i.e. Canopy's): RSS and V8 heap; event-loop delay
@@ -23,11 +24,13 @@
  * estimated from the `canopy_commit_duration_seconds` and
  * `canopy_ingest_latency_seconds` histograms (linear within a bucket, as
  * Prometheus's histogram_quantile does); ingest queue depth; and the
- * counters of errors: commit failures, overload rejections, dead letters and
- * housekeeping failures. The whole series goes into the result JSON.
+ * counters of errors: commit failures, overload rejections, dead letters,
+ * housekeeping failures and failed workflow runs; and the hourly-lake runs
+ * that succeeded. The whole series goes into the result JSON.
  *
  * RSS limit: the growth from the middle of the measured window to its end
- * (median of three samples at each point) must stay below 50 MB. The first
+ * (median of three samples at each point, taken at rest: no lake job
+ * running, see memoryAround) must stay below 50 MB. The first
  * half holds the warm-up of everything that legitimately grows to a plateau
  * (JIT code, the sensors' registry entries and stream-check windows,
  * DuckDB's buffer pool, the first bronze exports), so growth in the second
@@ -38,8 +41,8 @@
  * smoke check only: 600,000 readings in the second half.
  *
  * Verification: the store holds every acknowledged reading, no dead letters,
- * no failed unit, and no commit failure, overload rejection or housekeeping
- * failure during the run.
+ * no failed unit, and no commit failure, overload rejection, housekeeping
+ * failure or failed workflow run during the run.
  */
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import type { LoadParams, RunSpec } from '../load/protocol.js';
@@ -63,6 +66,13 @@ const STOP_LIMIT_MS = 5 * 60_000;
 const WARMUP_MS = 10_000;
 const SAMPLE_MS = 5_000;
 const MAX_RSS_GROWTH_MB = 50;
+/**
+ * The hourly-lake workflow (silver, gold, quality of every changed date) every
+ * 5 minutes instead of at 5 past each hour, so every run holds it several
+ * times at known points rather than once or not at all by chance of the
+ * wall clock. Its DuckDB engines are the largest allocations the process makes.
+ */
+const LAKE_JOBS_CRON = '*/5 * * * *';
 const MB = 1024 * 1024;
 
 /** `CANOPY_SOAK_STORE_MEMORY_MB`: a smaller store.memoryLimitMB, so a short run reaches the cap. */
@@ -106,7 +116,13 @@ export interface SoakSample {
     overloadRejections: number;
     deadLetters: number;
     housekeepingFailures: number;
+    /** Workflow runs (any workflow) that failed or were cancelled. */
+    workflowFailures: number;
   };
+  /** hourly-lake runs that succeeded over the sample. */
+  lakeRuns: number;
+  /** An hourly-lake run was running at the sample or ended during it. */
+  lakeJob: boolean;
 }
 
 type Buckets = Map<number, number>;
@@ -178,7 +194,13 @@ function sampler(canopy: BenchCanopy): {
     overloadRejections: number;
     deadLetters: number;
     housekeepingFailures: number;
+    workflowFailures: number;
+    lakeRuns: number;
   }
+  const runs = async (match: (labels: { workflow?: string; result?: string }) => boolean) =>
+    (await m.workflowRuns.get()).values
+      .filter((v) => match(v.labels as { workflow?: string; result?: string }))
+      .reduce((sum, v) => sum + v.value, 0);
   const snapshot = async (): Promise<Snapshot> => ({
     at: performance.now(),
     accepted: await total(m.readingsAccepted),
@@ -188,6 +210,8 @@ function sampler(canopy: BenchCanopy): {
     overloadRejections: await total(m.overloadRejections),
     deadLetters: await total(m.deadLetters),
     housekeepingFailures: await total(m.housekeepingFailures),
+    workflowFailures: await runs((l) => l.result !== 'succeeded'),
+    lakeRuns: await runs((l) => l.workflow === 'hourly-lake' && l.result === 'succeeded'),
   });
   let last: Snapshot | undefined;
   const take = async (): Promise<void> => {
@@ -224,7 +248,14 @@ function sampler(canopy: BenchCanopy): {
         overloadRejections: now.overloadRejections - before.overloadRejections,
         deadLetters: now.deadLetters - before.deadLetters,
         housekeepingFailures: now.housekeepingFailures - before.housekeepingFailures,
+        workflowFailures: now.workflowFailures - before.workflowFailures,
       },
+      lakeRuns: now.lakeRuns - before.lakeRuns,
+      lakeJob:
+        now.lakeRuns > before.lakeRuns ||
+        (await m.workflowRunsActive.get()).values.some(
+          (v) => v.labels.workflow === 'hourly-lake' && v.value > 0,
+        ),
     });
     delay.reset();
   };
@@ -250,20 +281,44 @@ function sampler(canopy: BenchCanopy): {
 }
 
 /**
- * A memory figure at a point of the series (by default RSS outside DuckDB's
- * buffer pool): the median of the sample nearest `t` and its neighbours.
+ * A memory figure at a point of the series (by default RSS outside the hot
+ * store's buffer pool): the median of the sample nearest `t` and its
+ * neighbours, among the samples at rest, i.e. taken while no lake job ran.
+ * A lake job's DuckDB engine adds up to `lake.engineMemoryMB` while it runs
+ * and gives it back when it closes; that peak is reported apart
+ * (`lakeJobPeaks`), and growth between the jobs is what a leak looks like.
  */
 function memoryAround(
   samples: SoakSample[],
   t: number,
   pick: (s: SoakSample) => number = (s) => s.rssMB - s.duckdbMB,
 ): number {
+  const atRest = samples.filter((s) => !s.lakeJob);
   let nearest = 0;
-  for (let i = 1; i < samples.length; i++) {
-    if (Math.abs(samples[i]!.t - t) < Math.abs(samples[nearest]!.t - t)) nearest = i;
+  for (let i = 1; i < atRest.length; i++) {
+    if (Math.abs(atRest[i]!.t - t) < Math.abs(atRest[nearest]!.t - t)) nearest = i;
   }
-  const from = Math.max(0, Math.min(nearest - 1, samples.length - 3));
-  return round(median(samples.slice(from, from + 3).map(pick)), 1);
+  const from = Math.max(0, Math.min(nearest - 1, atRest.length - 3));
+  return round(median(atRest.slice(from, from + 3).map(pick)), 1);
+}
+
+/** Each lake job's span of samples, with the highest RSS seen in it. */
+function lakeJobPeaks(samples: SoakSample[]): { from: number; to: number; peakRssMB: number }[] {
+  const peaks: { from: number; to: number; peakRssMB: number }[] = [];
+  let current: (typeof peaks)[number] | undefined;
+  for (const s of samples) {
+    if (!s.lakeJob) {
+      current = undefined;
+      continue;
+    }
+    if (current === undefined) {
+      current = { from: s.t, to: s.t, peakRssMB: s.rssMB };
+      peaks.push(current);
+    }
+    current.to = s.t;
+    current.peakRssMB = Math.max(current.peakRssMB, s.rssMB);
+  }
+  return peaks;
 }
 
 const fmt = new Intl.NumberFormat('en-US');
@@ -292,6 +347,7 @@ export const soak: Scenario = {
       const storeMemoryLimitMB = soakStoreMemoryMB();
       const canopy = await startBenchCanopy({
         shutdownTimeoutMs: STOP_LIMIT_MS,
+        hourlyLakeCron: LAKE_JOBS_CRON,
         ...(storeMemoryLimitMB === undefined ? {} : { storeMemoryLimitMB }),
       });
       let stopMs = 0;
@@ -341,16 +397,20 @@ export const soak: Scenario = {
             s.errors.commitFailures +
             s.errors.overloadRejections +
             s.errors.deadLetters +
-            s.errors.housekeepingFailures,
+            s.errors.housekeepingFailures +
+            s.errors.workflowFailures,
           0,
         );
+        const lakeRuns = samples.reduce((sum, s) => sum + s.lakeRuns, 0);
         verification = {
           ...stored,
           ok: stored.ok && errors === 0 && samples.length >= 6,
+          lakeRuns,
           summary:
             `${fmt.format(stored.storedReadings)} stored / ${fmt.format(stored.ackedReadings)} acknowledged, ` +
             `${stored.deadLetters} dead letters, ${stored.errors} failed units; ` +
-            `${errors} commit failures, overload rejections, dead letters or housekeeping failures in ${samples.length} samples`,
+            `${errors} commit failures, overload rejections, dead letters, housekeeping or workflow failures in ${samples.length} samples; ` +
+            `${lakeRuns} hourly-lake runs`,
         };
       } finally {
         const stopping = Date.now();
@@ -374,6 +434,11 @@ export const soak: Scenario = {
       console.log(
         `      RSS ${rawRss(0)} → ${rawRss(end / 2)} → ${rawRss(end)} MB, of which DuckDB ${duckdb(0)} → ${duckdb(end / 2)} → ${duckdb(end)} MB; outside it ${rssStart} → ${rssMid} → ${rssEnd} MB (start, middle, end); ` +
           `peaks: loop delay p99 ${peak((s) => s.loopDelayMs.p99)} ms, commit p99 ${peak((s) => s.commitMs.p99)} ms, ingest p99 ${peak((s) => s.ingestMs.p99)} ms`,
+      );
+      const lakeJobs = lakeJobPeaks(samples);
+      console.log(
+        `      at rest between lake jobs (above); during the ${lakeJobs.length} lake jobs RSS peaked at ` +
+          (lakeJobs.map((j) => `${j.peakRssMB} MB (${j.from}–${j.to} s)`).join(', ') || 'nothing'),
       );
       return {
         figures: [
@@ -411,11 +476,13 @@ export const soak: Scenario = {
           soakMs: durationMs,
           stopMs,
           storeMemoryLimitMB: storeMemoryLimitMB ?? 'default (store.memoryLimitMB)',
+          hourlyLakeCron: LAKE_JOBS_CRON,
           sampleMs: SAMPLE_MS,
           maxRssGrowthMB: MAX_RSS_GROWTH_MB,
           rssMB: { start: rawRss(0), middle: rawRss(end / 2), end: rawRss(end) },
           duckdbMB: { start: duckdb(0), middle: duckdb(end / 2), end: duckdb(end) },
           rssOutsideDuckdbMB: { start: rssStart, middle: rssMid, end: rssEnd },
+          lakeJobs,
           generatedReadings: started.generatedReadings,
           generatedBytes: started.generatedBytes,
           samples,

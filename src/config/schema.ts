@@ -670,6 +670,14 @@ const configObject = z.strictObject({
         .describe(
           'Quota of a local lake folder, in bytes: a write that would pass it fails with CANOPY_LAKE_FULL (the export is retried on the next pass, and nothing unexported is purged). Unset: no limit but the disk.',
         ),
+      engineMemoryMB: z
+        .number()
+        .int()
+        .min(64)
+        .default(1024)
+        .describe(
+          'Memory of the DuckDB that a lake job (compaction, silver, gold, quality, warehouse load) transforms Parquet with; what does not fit spills to `<dataDir>/tmp/lake-engine`. Gold splits it among the dates it builds side by side. DuckDB’s own default would be 80 % of RAM per job.',
+        ),
       cacheDir: z
         .string()
         .optional()

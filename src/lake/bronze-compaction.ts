@@ -26,7 +26,7 @@ import type { Clock } from '../core/clock.js';
 import type { ObjectInfo, ObjectStore } from '../core/object-store.js';
 import type { Logger } from '../observability/logger.js';
 import { BRONZE_READINGS_PREFIX } from './bronze-export.js';
-import { localCopy, withLakeEngine } from './engine.js';
+import { localCopy, withLakeEngine, type LakeEngineSettings } from './engine.js';
 import { sqlString } from './views.js';
 
 const PARTITION = /^bronze\/readings\/date=(\d{4}-\d{2}-\d{2})\/hour=(\d{2})\/[^/]+\.parquet$/;
@@ -38,6 +38,8 @@ export interface BronzeCompactionOptions {
   logger: Logger;
   /** An hour partition is compacted once it ended this long ago. */
   closedAfterMs: number;
+  /** Bounds the job's DuckDB; default DEFAULT_LAKE_ENGINE. */
+  engine?: LakeEngineSettings;
 }
 
 export interface BronzeCompactionReport {
@@ -92,7 +94,7 @@ export async function runBronzeCompaction(
         report.filesMerged += merges.length;
         logger.debug({ partition, files: merges.length, key }, 'bronze partition compacted');
       }
-    });
+    }, options.engine);
   } finally {
     rmSync(work, { recursive: true, force: true });
   }

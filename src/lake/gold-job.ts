@@ -16,7 +16,14 @@ import path from 'node:path';
 import type { DuckDBConnection } from '@duckdb/node-api';
 import type { ObjectInfo, ObjectStore } from '../core/object-store.js';
 import type { Logger } from '../observability/logger.js';
-import { localCopy, requireDates, withLakeEngine } from './engine.js';
+import {
+  localCopy,
+  requireDates,
+  shareLakeEngine,
+  withLakeEngine,
+  DEFAULT_LAKE_ENGINE,
+  type LakeEngineSettings,
+} from './engine.js';
 import { buildDeviceSummary, buildGoldPartition } from './gold/index.js';
 import { SILVER_READINGS_PREFIX } from './silver-job.js';
 
@@ -27,6 +34,8 @@ export interface GoldJobOptions {
   sensorIntervals: Record<string, number>;
   defaultIntervalMs: number;
   logger: Logger;
+  /** Bounds the job's DuckDB; default DEFAULT_LAKE_ENGINE. */
+  engine?: LakeEngineSettings;
   /**
    * Rebuild exactly these dates, changed or not, instead of the dirty ones.
    * Throws CANOPY_JOB_BAD_DATE for a date with no silver.
@@ -116,6 +125,7 @@ export async function dirtyGoldDates(lake: ObjectStore): Promise<string[]> {
 
 export async function runGoldJob(options: GoldJobOptions): Promise<GoldJobReport> {
   const { lake } = options;
+  const engine = options.engine ?? DEFAULT_LAKE_ENGINE;
   const silver = await silverFiles(lake);
   const dirty = options.dates
     ? requireDates(options.dates, silver, 'silver')
@@ -148,7 +158,9 @@ export async function runGoldJob(options: GoldJobOptions): Promise<GoldJobReport
     };
     const engines = Math.max(1, Math.min(dirty.length, availableParallelism()));
     const outcomes = await Promise.allSettled(
-      Array.from({ length: engines }, () => withLakeEngine(buildDates)),
+      Array.from({ length: engines }, () =>
+        withLakeEngine(buildDates, shareLakeEngine(engine, engines)),
+      ),
     );
     const failed = outcomes.find((o) => o.status === 'rejected');
     if (failed) throw failed.reason;

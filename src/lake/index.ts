@@ -56,4 +56,8 @@ export {
   type WarehouseLoadReport,
   type WarehouseWindowReport,
 } from './warehouse-job.js';
-export { isEventDate } from './engine.js';
+export {
+  isEventDate,
+  lakeEngineSettings,
+  type LakeEngineSettings,
+} from './engine.js';

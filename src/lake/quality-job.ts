@@ -9,7 +9,7 @@ import path from 'node:path';
 import type { ObjectStore } from '../core/object-store.js';
 import type { Logger } from '../observability/logger.js';
 import { openLakeMirror } from './cache.js';
-import { withLakeEngine } from './engine.js';
+import { withLakeEngine, type LakeEngineSettings } from './engine.js';
 import {
   bronzeReadingsSuite,
   runSuite,
@@ -33,6 +33,8 @@ export async function runQualityJob(options: {
   suites?: readonly Suite[];
   /** Check only this event date's partitions (`YYYY-MM-DD`); default: every date. */
   date?: string;
+  /** Bounds the job's DuckDB; default DEFAULT_LAKE_ENGINE. */
+  engine?: LakeEngineSettings;
 }): Promise<SuiteResult[]> {
   const { lake, logger, date } = options;
   const mirror = await openLakeMirror(lake, { cacheDir: options.cacheDir, logger });
@@ -67,6 +69,6 @@ export async function runQualityJob(options: {
         results.push(result);
       }
       return results;
-    });
+    }, options.engine);
   });
 }

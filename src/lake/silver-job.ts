@@ -18,7 +18,13 @@ import type { Clock } from '../core/clock.js';
 import type { ObjectInfo, ObjectStore } from '../core/object-store.js';
 import type { Logger } from '../observability/logger.js';
 import { BRONZE_READINGS_PREFIX } from './bronze-export.js';
-import { localCopy, previousEventDate, requireDates, withLakeEngine } from './engine.js';
+import {
+  localCopy,
+  previousEventDate,
+  requireDates,
+  withLakeEngine,
+  type LakeEngineSettings,
+} from './engine.js';
 import {
   buildSilverPartition,
   type SilverRanges,
@@ -40,6 +46,8 @@ export interface SilverJobOptions {
   deviceScoreThreshold: number;
   clock: Clock;
   logger: Logger;
+  /** Bounds the job's DuckDB; default DEFAULT_LAKE_ENGINE. */
+  engine?: LakeEngineSettings;
   /**
    * Rebuild exactly these dates, changed or not, instead of the dirty ones.
    * Throws CANOPY_JOB_BAD_DATE for a date with no bronze.
@@ -219,7 +227,7 @@ export async function runSilverJob(options: SilverJobOptions): Promise<SilverDat
         logger.info(report, 'silver partition built');
         reports.push(report);
       }
-    });
+    }, options.engine);
   } finally {
     rmSync(work, { recursive: true, force: true });
   }

@@ -46,7 +46,7 @@ import {
   type WarehouseWindow,
 } from '../core/warehouse.js';
 import type { Logger } from '../observability/logger.js';
-import { isEventDate, localCopy, withLakeEngine } from './engine.js';
+import { isEventDate, localCopy, withLakeEngine, type LakeEngineSettings } from './engine.js';
 import { dirtyGoldDates } from './gold-job.js';
 
 export interface WarehouseLoadOptions {
@@ -66,6 +66,8 @@ export interface WarehouseLoadOptions {
   /** Reload every window and the dimension, whatever the ledger says. */
   full?: boolean | undefined;
   logger: Logger;
+  /** Bounds the job's DuckDB; default DEFAULT_LAKE_ENGINE. */
+  engine?: LakeEngineSettings;
 }
 
 export interface WarehouseWindowReport {
@@ -321,7 +323,7 @@ export async function runWarehouseLoad(
         report.rows[DIM_SENSORS_TABLE.name] = dimRows.length;
         logger.info(report.sensors, 'warehouse sensor dimension merged');
       }
-    });
+    }, options.engine);
   } finally {
     rmSync(work, { recursive: true, force: true });
   }

@@ -18,7 +18,12 @@ import type { Clock } from '../core/clock.js';
 import type { ObjectStore } from '../core/object-store.js';
 import type { HotStore } from '../core/store.js';
 import type { CanopyConfig } from '../config/schema.js';
-import { runBronzeCompaction, runBronzeExport, runDeadLetterExport } from '../lake/index.js';
+import {
+  lakeEngineSettings,
+  runBronzeCompaction,
+  runBronzeExport,
+  runDeadLetterExport,
+} from '../lake/index.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 
@@ -87,6 +92,7 @@ export function startHousekeeping(deps: {
         clock,
         logger,
         closedAfterMs: BRONZE_HOUR_CLOSED_AFTER_MS,
+        engine: lakeEngineSettings(config.lake.engineMemoryMB, config.dataDir),
       });
       metrics.bronzeCompactedFiles.inc(compacted.filesMerged);
     },

@@ -20,6 +20,7 @@ import type { CanopyConfig } from '../config/schema.js';
 import {
   isEventDate,
   lakeCacheDir,
+  lakeEngineSettings,
   QualityHistory,
   runBronzeExport,
   runGoldJob,
@@ -28,6 +29,7 @@ import {
   runSilverJob,
   type BronzeExportReport,
   type GoldJobReport,
+  type LakeEngineSettings,
   type QualityRun,
   type RetentionReport,
   type SilverDateReport,
@@ -51,6 +53,7 @@ export function checkJobDate(date: string | undefined): void {
 
 export class LakeJobs {
   private readonly workDir: string;
+  private readonly engine: LakeEngineSettings;
   private readonly registry: SensorRegistry;
   /**
    * Gold jobs one at a time: each rebuilds the all-time device summary from
@@ -71,6 +74,7 @@ export class LakeJobs {
     },
   ) {
     this.workDir = path.join(o.config.dataDir, 'tmp');
+    this.engine = lakeEngineSettings(o.config.lake.engineMemoryMB, o.config.dataDir);
     this.registry = new SensorRegistry(o.config.sensors, o.config.sensorTypes);
   }
 
@@ -93,6 +97,7 @@ export class LakeJobs {
       deviceScoreThreshold: stream.deviceScoreThreshold,
       clock: this.o.clock,
       logger: this.log('silver'),
+      engine: this.engine,
       dates: date === undefined ? undefined : [date],
     });
   }
@@ -106,6 +111,7 @@ export class LakeJobs {
         sensorIntervals: this.registry.intervals(),
         defaultIntervalMs: DEFAULT_INTERVAL_MS,
         logger: this.log('gold'),
+        engine: this.engine,
         dates: date === undefined ? undefined : [date],
       }),
     );
@@ -118,6 +124,7 @@ export class LakeJobs {
     const results = await runQualityJob({
       lake: this.o.lake,
       logger: this.log('quality'),
+      engine: this.engine,
       cacheDir: lakeCacheDir(this.o.config.lake.cacheDir, this.o.config.dataDir),
       date,
     });
@@ -145,6 +152,7 @@ export class LakeJobs {
         date: options.date,
         full: options.full ?? false,
         logger: this.log('warehouse-load'),
+        engine: this.engine,
       });
     } finally {
       await warehouse.close();
