@@ -68,11 +68,14 @@ const SAMPLE_MS = 5_000;
 const MAX_RSS_GROWTH_MB = 50;
 /**
  * The hourly-lake workflow (silver, gold, quality of every changed date) every
- * 5 minutes instead of at 5 past each hour, so every run holds it several
- * times at known points rather than once or not at all by chance of the
- * wall clock. Its DuckDB engines are the largest allocations the process makes.
+ * 10 minutes instead of at 5 past each hour, so every run holds it several
+ * times rather than once or not at all by chance of the wall clock. Its
+ * DuckDB engines are the largest allocations the process makes. Every 5
+ * minutes was tried first: silver rebuilds the whole date each time, and
+ * once the date held 10 M readings a run outlasted the interval, so the
+ * runs followed each other without a pause and left no sample at rest.
  */
-const LAKE_JOBS_CRON = '*/5 * * * *';
+const LAKE_JOBS_CRON = '*/10 * * * *';
 const MB = 1024 * 1024;
 
 /** `CANOPY_SOAK_STORE_MEMORY_MB`: a smaller store.memoryLimitMB, so a short run reaches the cap. */
@@ -436,8 +439,9 @@ export const soak: Scenario = {
           `peaks: loop delay p99 ${peak((s) => s.loopDelayMs.p99)} ms, commit p99 ${peak((s) => s.commitMs.p99)} ms, ingest p99 ${peak((s) => s.ingestMs.p99)} ms`,
       );
       const lakeJobs = lakeJobPeaks(samples);
+      const lastAtRest = samples.filter((s) => !s.lakeJob).at(-1)?.t ?? null;
       console.log(
-        `      at rest between lake jobs (above); during the ${lakeJobs.length} lake jobs RSS peaked at ` +
+        `      memory above is at rest (no lake job running; the last such sample at ${lastAtRest} s); during the ${lakeJobs.length} lake jobs RSS peaked at ` +
           (lakeJobs.map((j) => `${j.peakRssMB} MB (${j.from}–${j.to} s)`).join(', ') || 'nothing'),
       );
       return {
@@ -483,6 +487,7 @@ export const soak: Scenario = {
           duckdbMB: { start: duckdb(0), middle: duckdb(end / 2), end: duckdb(end) },
           rssOutsideDuckdbMB: { start: rssStart, middle: rssMid, end: rssEnd },
           lakeJobs,
+          lastAtRestT: lastAtRest,
           generatedReadings: started.generatedReadings,
           generatedBytes: started.generatedBytes,
           samples,

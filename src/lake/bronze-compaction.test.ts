@@ -8,6 +8,7 @@ import { silentLogger } from '../observability/logger.js';
 import { DuckDbHotStore, LocalObjectStore } from '../storage/index.js';
 import { runBronzeCompaction } from './bronze-compaction.js';
 import { runBronzeExport } from './bronze-export.js';
+import { lakeEngineSettings } from './engine.js';
 import { runSilverJob } from './silver-job.js';
 import { newReading } from '../../test/helpers/readings.js';
 
@@ -89,16 +90,38 @@ describe('bronze compaction', () => {
       );
     expect(await files('08')).toHaveLength(6);
 
-    const options = { lake, workDir: dir, clock, logger: silentLogger(), closedAfterMs: 3_600_000 };
+    const engine = lakeEngineSettings(256, dir);
+    const options = {
+      lake,
+      workDir: dir,
+      clock,
+      logger: silentLogger(),
+      closedAfterMs: 3_600_000,
+      engine,
+    };
+    // While another lake job holds the engine memory, the pass leaves everything to the next one.
+    const releaseBusy = await engine.budget.take(100);
+    expect(await runBronzeCompaction(options)).toEqual({
+      partitions: [],
+      filesMerged: 0,
+      deferred: 2,
+    });
+    expect(await files('08')).toHaveLength(6);
+    releaseBusy();
     const report = await runBronzeCompaction(options);
     expect(report).toEqual({
       partitions: ['date=2026-11-20/hour=08', 'date=2026-11-20/hour=09'],
       filesMerged: 12,
+      deferred: 0,
     });
     expect(await files('08')).toEqual([expect.stringMatching(/^compact-\d{20}-\d{20}\.parquet$/)]);
     expect(await files('10')).toHaveLength(6); // 10:00–10:59 ended less than an hour ago: still open
     expect(await bronze(lakeRoot)).toEqual(before);
-    expect(await runBronzeCompaction(options)).toEqual({ partitions: [], filesMerged: 0 });
+    expect(await runBronzeCompaction(options)).toEqual({
+      partitions: [],
+      filesMerged: 0,
+      deferred: 0,
+    });
 
     // A pass that died after its upload but before its deletes leaves inputs beside the output.
     const [compacted] = await lake.list('bronze/readings/date=2026-11-20/hour=09/');

@@ -26,7 +26,12 @@ import type { Clock } from '../core/clock.js';
 import type { ObjectInfo, ObjectStore } from '../core/object-store.js';
 import type { Logger } from '../observability/logger.js';
 import { BRONZE_READINGS_PREFIX } from './bronze-export.js';
-import { localCopy, withLakeEngine, type LakeEngineSettings } from './engine.js';
+import {
+  DEFAULT_LAKE_ENGINE,
+  localCopy,
+  withLakeEngine,
+  type LakeEngineSettings,
+} from './engine.js';
 import { sqlString } from './views.js';
 
 const PARTITION = /^bronze\/readings\/date=(\d{4}-\d{2}-\d{2})\/hour=(\d{2})\/[^/]+\.parquet$/;
@@ -47,6 +52,8 @@ export interface BronzeCompactionReport {
   partitions: string[];
   /** Files merged away (inputs deleted). */
   filesMerged: number;
+  /** Partitions left for a later pass because other lake jobs held the engine memory. */
+  deferred: number;
 }
 
 function seqTag(seq: bigint): string {
@@ -67,9 +74,16 @@ export async function runBronzeCompaction(
     const partition = `date=${date}/hour=${hour}`;
     byPartition.set(partition, [...(byPartition.get(partition) ?? []), object]);
   }
-  const report: BronzeCompactionReport = { partitions: [], filesMerged: 0 };
+  const report: BronzeCompactionReport = { partitions: [], filesMerged: 0, deferred: 0 };
   const todo = [...byPartition].filter(([, files]) => files.length > 1).sort();
   if (todo.length === 0) return report;
+  // Compaction runs every minute between exports, so it does not wait behind a silver job for
+  // the memory: the next pass merges what this one leaves.
+  const engine = options.engine ?? DEFAULT_LAKE_ENGINE;
+  if (!engine.budget.fitsNow(engine.memoryLimitMB)) {
+    logger.info({ partitions: todo.length }, 'bronze compaction deferred: lake engines busy');
+    return { ...report, deferred: todo.length };
+  }
 
   mkdirSync(options.workDir, { recursive: true });
   const work = mkdtempSync(path.join(options.workDir, 'bronze-compact-'));
@@ -94,7 +108,7 @@ export async function runBronzeCompaction(
         report.filesMerged += merges.length;
         logger.debug({ partition, files: merges.length, key }, 'bronze partition compacted');
       }
-    }, options.engine);
+    }, engine);
   } finally {
     rmSync(work, { recursive: true, force: true });
   }

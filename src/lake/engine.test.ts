@@ -2,7 +2,7 @@ import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { lakeEngineSettings, shareLakeEngine, withLakeEngine } from './engine.js';
+import { LakeMemoryBudget, lakeEngineSettings, shareLakeEngine, withLakeEngine } from './engine.js';
 
 describe('the lake engine', () => {
   let dir: string;
@@ -57,5 +57,69 @@ describe('the lake engine', () => {
     expect(shareLakeEngine(settings, 2)).toEqual({ ...settings, memoryLimitMB: 512 });
     expect(shareLakeEngine(settings, 3).memoryLimitMB).toBe(341);
     expect(shareLakeEngine(lakeEngineSettings(100, dir), 4).memoryLimitMB).toBe(64);
+  });
+
+  it('runs engines that share a budget one after another when both limits do not fit', async () => {
+    const settings = lakeEngineSettings(100, dir);
+    const events: string[] = [];
+    let releaseFirst!: () => void;
+    const firstHolds = new Promise<void>((resolve) => (releaseFirst = resolve));
+    const first = withLakeEngine(async () => {
+      events.push('first in');
+      await firstHolds;
+      events.push('first out');
+    }, settings);
+    const second = withLakeEngine(() => {
+      events.push('second in');
+      return Promise.resolve();
+    }, settings);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    expect(events).toEqual(['first in']);
+    releaseFirst();
+    await Promise.all([first, second]);
+    expect(events).toEqual(['first in', 'first out', 'second in']);
+
+    // Halves fit side by side.
+    const half = shareLakeEngine(lakeEngineSettings(200, dir), 2);
+    let inside = 0;
+    let most = 0;
+    const meet = async () => {
+      most = Math.max(most, ++inside);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      inside--;
+    };
+    await Promise.all([withLakeEngine(meet, half), withLakeEngine(meet, half)]);
+    expect(most).toBe(2);
+  });
+});
+
+describe('LakeMemoryBudget', () => {
+  it('grants first come, first served, caps a request at the whole budget, and releases once', async () => {
+    const budget = new LakeMemoryBudget(100);
+    const granted: string[] = [];
+    const take = (name: string, mb: number) =>
+      budget.take(mb).then((release) => {
+        granted.push(name);
+        return release;
+      });
+    const a = await take('a', 60);
+    const b = take('b', 60); // waits for a
+    const c = take('c', 10); // fits, but waits behind b
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(granted).toEqual(['a']);
+    a();
+    a(); // a second release gives nothing back twice
+    const releaseB = await b;
+    const releaseC = await c;
+    expect(granted).toEqual(['a', 'b', 'c']);
+    const d = take('d', 1000); // more than the budget: waits for all of it
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(granted).toEqual(['a', 'b', 'c']);
+    releaseB();
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(granted).toEqual(['a', 'b', 'c']);
+    releaseC();
+    (await d)();
+    expect(granted).toEqual(['a', 'b', 'c', 'd']);
   });
 });

@@ -11,6 +11,57 @@ import { CanopyError } from '../core/errors.js';
 import type { ObjectStore } from '../core/object-store.js';
 
 /**
+ * Memory that lake engines take their limits from, so that engines running
+ * at once (a silver job beside a bronze compaction, gold's engines side by
+ * side) share one budget instead of adding up: an engine whose limit does
+ * not fit waits until enough is given back. Grants are first come, first
+ * served, so a large request is not starved by small ones.
+ */
+export class LakeMemoryBudget {
+  private availableMB: number;
+  private readonly waiting: { mb: number; grant: () => void }[] = [];
+
+  constructor(readonly totalMB: number) {
+    this.availableMB = totalMB;
+  }
+
+  /**
+   * Whether `take(mb)` would be granted at once. Checked and followed by
+   * `take` (or `withLakeEngine`) without an `await` between, nothing can
+   * come between the two.
+   */
+  fitsNow(mb: number): boolean {
+    return this.waiting.length === 0 && this.availableMB >= Math.min(mb, this.totalMB);
+  }
+
+  /** Takes `mb` (at most the whole budget), waiting for it; resolves to the release. */
+  async take(mb: number): Promise<() => void> {
+    const want = Math.min(mb, this.totalMB);
+    if (!this.fitsNow(want)) {
+      await new Promise<void>((grant) => this.waiting.push({ mb: want, grant }));
+    } else {
+      this.availableMB -= want;
+    }
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      this.availableMB += want;
+      this.grantWaiting();
+    };
+  }
+
+  private grantWaiting(): void {
+    for (let next = this.waiting[0]; next !== undefined; next = this.waiting[0]) {
+      if (next.mb > this.availableMB) return;
+      this.waiting.shift();
+      this.availableMB -= next.mb;
+      next.grant();
+    }
+  }
+}
+
+/**
  * Bounds one lake engine. A transform over a day of silver needs more than
  * this at 10 M readings, so DuckDB spills the rest to `spillDir` instead of
  * growing the process by gigabytes (DuckDB's own default limit is 80 % of
@@ -21,17 +72,28 @@ export interface LakeEngineSettings {
   memoryLimitMB: number;
   /** Each engine spills into its own folder under this one, removed when it closes. */
   spillDir: string;
+  /** The process's budget the engine's limit is taken from while it runs. */
+  budget: LakeMemoryBudget;
 }
 
 /** For callers without a config (tests, tools); the app passes `lake.engineMemoryMB`. */
 export const DEFAULT_LAKE_ENGINE: LakeEngineSettings = {
   memoryLimitMB: 1024,
   spillDir: path.join(os.tmpdir(), 'canopy-lake-engine'),
+  budget: new LakeMemoryBudget(1024),
 };
 
-/** The settings `lake.engineMemoryMB` and `dataDir` give. */
+/**
+ * The settings `lake.engineMemoryMB` and `dataDir` give, with a budget of
+ * that size: make them once per process and hand the same object to every
+ * lake job, so their engines share it.
+ */
 export function lakeEngineSettings(engineMemoryMB: number, dataDir: string): LakeEngineSettings {
-  return { memoryLimitMB: engineMemoryMB, spillDir: path.join(dataDir, 'tmp', 'lake-engine') };
+  return {
+    memoryLimitMB: engineMemoryMB,
+    spillDir: path.join(dataDir, 'tmp', 'lake-engine'),
+    budget: new LakeMemoryBudget(engineMemoryMB),
+  };
 }
 
 /** The same budget split among `engines` that run at once (at least 64 MB each). */
@@ -44,9 +106,11 @@ export async function withLakeEngine<T>(
   work: (conn: DuckDBConnection) => Promise<T>,
   settings: LakeEngineSettings = DEFAULT_LAKE_ENGINE,
 ): Promise<T> {
-  mkdirSync(settings.spillDir, { recursive: true });
-  const spill = mkdtempSync(path.join(settings.spillDir, 'engine-'));
+  const release = await settings.budget.take(settings.memoryLimitMB);
+  let spill: string | undefined;
   try {
+    mkdirSync(settings.spillDir, { recursive: true });
+    spill = mkdtempSync(path.join(settings.spillDir, 'engine-'));
     const db = await DuckDBInstance.create(':memory:', {
       autoinstall_known_extensions: 'false',
       autoload_known_extensions: 'false',
@@ -61,7 +125,8 @@ export async function withLakeEngine<T>(
       db.closeSync();
     }
   } finally {
-    rmSync(spill, { recursive: true, force: true });
+    if (spill !== undefined) rmSync(spill, { recursive: true, force: true });
+    release();
   }
 }
 

@@ -56,8 +56,4 @@ export {
   type WarehouseLoadReport,
   type WarehouseWindowReport,
 } from './warehouse-job.js';
-export {
-  isEventDate,
-  lakeEngineSettings,
-  type LakeEngineSettings,
-} from './engine.js';
+export { isEventDate, lakeEngineSettings, type LakeEngineSettings } from './engine.js';

@@ -22,7 +22,7 @@ import { LiveFeed } from '../api/live.js';
 import { rateLimitEnabled, resolveAuthMode } from '../auth/mode.js';
 import { AuthService } from '../auth/service.js';
 import { openLakeQueries } from '../query/index.js';
-import { buildCatalog, lakeCacheDir, QualityHistory } from '../lake/index.js';
+import { buildCatalog, lakeCacheDir, lakeEngineSettings, QualityHistory } from '../lake/index.js';
 import type { DiskVolume } from '../observability/disk-gauges.js';
 import type { Logger } from '../observability/logger.js';
 import { Metrics } from '../observability/metrics.js';
@@ -322,6 +322,8 @@ export async function startCanopy(config: CanopyConfig, options: StartOptions): 
       stops.push(() => started.stop());
     }
 
+    // One budget for every lake engine of this process: compaction and the lake jobs share it.
+    const lakeEngine = lakeEngineSettings(config.lake.engineMemoryMB, config.dataDir);
     let housekeeping: Housekeeping | null = null;
     if (runs('jobs') && store !== null && lake !== null) {
       const retention: RetentionPurge[] = [];
@@ -352,6 +354,7 @@ export async function startCanopy(config: CanopyConfig, options: StartOptions): 
         clock,
         metrics,
         logger,
+        lakeEngine,
         retention,
         // Else the `housekeeping` workflow runs the steps every minute.
         timer: !housekeepingIsWorkflow(config),
@@ -395,6 +398,7 @@ export async function startCanopy(config: CanopyConfig, options: StartOptions): 
         housekeeping,
         queries,
         notifiers,
+        lakeEngine,
         ...(started === null
           ? {}
           : { alerts: { store: started.store, observe: (e) => started.observe(e) } }),

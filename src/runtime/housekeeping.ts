@@ -19,10 +19,10 @@ import type { ObjectStore } from '../core/object-store.js';
 import type { HotStore } from '../core/store.js';
 import type { CanopyConfig } from '../config/schema.js';
 import {
-  lakeEngineSettings,
   runBronzeCompaction,
   runBronzeExport,
   runDeadLetterExport,
+  type LakeEngineSettings,
 } from '../lake/index.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
@@ -67,6 +67,8 @@ export function startHousekeeping(deps: {
   clock: Clock;
   metrics: Metrics;
   logger: Logger;
+  /** The process's lake engine settings and memory budget, shared with the lake jobs. */
+  lakeEngine: LakeEngineSettings;
   /** Purged with the hot window. */
   retention?: readonly RetentionPurge[];
   onStep?: (step: HousekeepingStep, error: unknown) => void;
@@ -92,7 +94,7 @@ export function startHousekeeping(deps: {
         clock,
         logger,
         closedAfterMs: BRONZE_HOUR_CLOSED_AFTER_MS,
-        engine: lakeEngineSettings(config.lake.engineMemoryMB, config.dataDir),
+        engine: deps.lakeEngine,
       });
       metrics.bronzeCompactedFiles.inc(compacted.filesMerged);
     },

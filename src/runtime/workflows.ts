@@ -14,6 +14,7 @@ import type { WorkflowStore } from '../core/workflows.js';
 import type { CanopyConfig } from '../config/schema.js';
 import type { Notifier, PipelineEvent } from '../alerts/index.js';
 import type { WorkflowApiDeps } from '../api/workflows.js';
+import type { LakeEngineSettings } from '../lake/index.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { LakeQueries } from '../query/index.js';
@@ -47,6 +48,8 @@ export async function startWorkflows(deps: {
   clock: Clock;
   metrics: Metrics;
   logger: Logger;
+  /** Shared with housekeeping, so their lake engines take one memory budget. */
+  lakeEngine: LakeEngineSettings;
 }): Promise<Workflows> {
   const { config, clock } = deps;
   const logger = deps.logger.child({ component: 'workflows' });
@@ -60,7 +63,7 @@ export async function startWorkflows(deps: {
     );
 
   const stopping = new AbortController();
-  const jobs = new LakeJobs({ config, lake: deps.lake, clock, logger });
+  const jobs = new LakeJobs({ config, lake: deps.lake, clock, logger, engine: deps.lakeEngine });
   const imputation: ImputationDeps = {
     config,
     lake: deps.lake,

@@ -71,10 +71,12 @@ export class LakeJobs {
       lake: ObjectStore;
       clock: Clock;
       logger: Logger;
+      /** Default: `lake.engineMemoryMB` with a budget of its own. */
+      engine?: LakeEngineSettings;
     },
   ) {
     this.workDir = path.join(o.config.dataDir, 'tmp');
-    this.engine = lakeEngineSettings(o.config.lake.engineMemoryMB, o.config.dataDir);
+    this.engine = o.engine ?? lakeEngineSettings(o.config.lake.engineMemoryMB, o.config.dataDir);
     this.registry = new SensorRegistry(o.config.sensors, o.config.sensorTypes);
   }
 
