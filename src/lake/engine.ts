@@ -101,7 +101,11 @@ export function shareLakeEngine(settings: LakeEngineSettings, engines: number): 
   return { ...settings, memoryLimitMB: Math.max(64, Math.floor(settings.memoryLimitMB / engines)) };
 }
 
-/** Runs `work` on a fresh in-memory DuckDB connection and closes it afterwards. */
+/**
+ * Runs `work` on a fresh in-memory DuckDB connection and closes it
+ * afterwards, once the engine's limit fits in its budget. `work` must not
+ * open another engine on the same budget: it would wait for itself.
+ */
 export async function withLakeEngine<T>(
   work: (conn: DuckDBConnection) => Promise<T>,
   settings: LakeEngineSettings = DEFAULT_LAKE_ENGINE,
