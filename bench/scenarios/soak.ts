@@ -425,17 +425,21 @@ export const soak: Scenario = {
       const end = samples[samples.length - 1]!.t;
       // The hot store's buffer pool grows with the hot window up to store.memoryLimitMB by design;
       // what grows outside it is what a leak looks like.
-      const rssStart = memoryAround(samples, 0);
-      const rssMid = memoryAround(samples, end / 2);
-      const rssEnd = memoryAround(samples, end);
-      const rawRss = (t: number): number => memoryAround(samples, t, (x) => x.rssMB);
-      const duckdb = (t: number): number => memoryAround(samples, t, (x) => x.duckdbMB);
-      const secondHalfGrowth = round(rssEnd - rssMid, 1);
-      const firstHalfGrowth = round(rssMid - rssStart, 1);
+      const points = (pick?: (s: SoakSample) => number) => ({
+        start: memoryAround(samples, 0, pick),
+        middle: memoryAround(samples, end / 2, pick),
+        end: memoryAround(samples, end, pick),
+      });
+      const outside = points();
+      const rawRss = points((x) => x.rssMB);
+      const duckdb = points((x) => x.duckdbMB);
+      const secondHalfGrowth = round(outside.end - outside.middle, 1);
+      const firstHalfGrowth = round(outside.middle - outside.start, 1);
+      const series = (p: typeof outside): string => `${p.start} → ${p.middle} → ${p.end} MB`;
       const peak = (pick: (s: SoakSample) => number | null): number =>
         Math.max(...samples.map((s) => pick(s) ?? 0));
       console.log(
-        `      RSS ${rawRss(0)} → ${rawRss(end / 2)} → ${rawRss(end)} MB, of which DuckDB ${duckdb(0)} → ${duckdb(end / 2)} → ${duckdb(end)} MB; outside it ${rssStart} → ${rssMid} → ${rssEnd} MB (start, middle, end); ` +
+        `      RSS ${series(rawRss)}, of which DuckDB ${series(duckdb)}; outside it ${series(outside)} (start, middle, end); ` +
           `peaks: loop delay p99 ${peak((s) => s.loopDelayMs.p99)} ms, commit p99 ${peak((s) => s.commitMs.p99)} ms, ingest p99 ${peak((s) => s.ingestMs.p99)} ms`,
       );
       const lakeJobs = lakeJobPeaks(samples);
@@ -483,9 +487,9 @@ export const soak: Scenario = {
           hourlyLakeCron: LAKE_JOBS_CRON,
           sampleMs: SAMPLE_MS,
           maxRssGrowthMB: MAX_RSS_GROWTH_MB,
-          rssMB: { start: rawRss(0), middle: rawRss(end / 2), end: rawRss(end) },
-          duckdbMB: { start: duckdb(0), middle: duckdb(end / 2), end: duckdb(end) },
-          rssOutsideDuckdbMB: { start: rssStart, middle: rssMid, end: rssEnd },
+          rssMB: rawRss,
+          duckdbMB: duckdb,
+          rssOutsideDuckdbMB: outside,
           lakeJobs,
           lastAtRestT: lastAtRest,
           generatedReadings: started.generatedReadings,

@@ -377,10 +377,10 @@ async function withWriteBackLease<T>(
 ): Promise<T> {
   const name = `imputation-write-back:${date}`;
   const giveUpAt = deps.now() + 2 * WRITE_BACK_LEASE_MS;
-  while (
-    !(await deps.leases.acquireLease(name, ctx.runId, deps.now() + WRITE_BACK_LEASE_MS, deps.now()))
-  ) {
-    if (deps.now() > giveUpAt)
+  for (;;) {
+    const now = deps.now();
+    if (await deps.leases.acquireLease(name, ctx.runId, now + WRITE_BACK_LEASE_MS, now)) break;
+    if (now > giveUpAt)
       throw new CanopyError(
         'CANOPY_IMPUTATION_FAILED',
         `another run kept the write-back of ${date} longer than ${(2 * WRITE_BACK_LEASE_MS) / 60_000} minutes`,

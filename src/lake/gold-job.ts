@@ -157,10 +157,9 @@ export async function runGoldJob(options: GoldJobOptions): Promise<GoldJobReport
       }
     };
     const engines = Math.max(1, Math.min(dirty.length, availableParallelism()));
+    const share = shareLakeEngine(engine, engines);
     const outcomes = await Promise.allSettled(
-      Array.from({ length: engines }, () =>
-        withLakeEngine(buildDates, shareLakeEngine(engine, engines)),
-      ),
+      Array.from({ length: engines }, () => withLakeEngine(buildDates, share)),
     );
     const failed = outcomes.find((o) => o.status === 'rejected');
     if (failed) throw failed.reason;
